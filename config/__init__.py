@@ -1,0 +1,5 @@
+"""Configuration: one frozen Settings object, loaded once and passed in."""
+
+from config.settings import Settings, get_settings
+
+__all__ = ["Settings", "get_settings"]

@@ -1,0 +1,135 @@
+"""Settings: every knob of cutout, from `CUTOUT_*` environment variables or a `.env` file.
+
+This is the only module that reads the environment. Units are in the names.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Lists in the environment are comma-separated: CUTOUT_FETCH_ALLOW=127.0.0.1,10.0.0.0/8
+IntSet = Annotated[frozenset[int], NoDecode]
+StrSet = Annotated[frozenset[str], NoDecode]
+StrList = Annotated[tuple[str, ...], NoDecode]
+
+INTERNATIONAL_BASE_URL = "https://api.picpik.ai"
+CHINA_BASE_URL = "https://api.picpikai.com"
+
+
+class Settings(BaseSettings):
+    """All of cutout's configuration; frozen once loaded."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CUTOUT_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # --- the remote API ---
+    api_base_url: str = INTERNATIONAL_BASE_URL
+    public_key: str = ""
+    private_key: SecretStr | None = None
+    # A file holding the PrivateKey (docker secrets); used when private_key is unset.
+    private_key_file: Path | None = None
+    # Send RawImage as a data URI with the real MIME type (the docs' example) or as bare base64.
+    raw_image_data_uri: bool = True
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 30.0
+
+    # RetCode classification. The real service does not document its codes; these defaults are
+    # the local API server's table (README, "Local API server"), change them for the real API.
+    retcodes_throttle: IntSet = frozenset({140})
+    retcodes_transient: IntSet = frozenset({500, 503})
+    retcodes_bad_parameters: IntSet = frozenset({100, 150})
+    retcodes_rejected_key: IntSet = frozenset({110, 120})
+    retcodes_out_of_credits: IntSet = frozenset({130})
+
+    # --- Redis and Celery ---
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str | None = None  # defaults to redis_url
+    result_backend_url: str | None = None  # defaults to redis_url
+    visibility_timeout_s: int = 3600
+    task_time_limit_s: int = 300
+    result_expires_s: int = 7 * 24 * 3600
+
+    # --- the global rate limiter ---
+    rate_limit: float = Field(default=5.0, gt=0)  # API calls per second for the PublicKey
+    rate_burst: int = Field(default=1, ge=1)
+    max_in_flight: int = Field(default=8, ge=1)
+    # After a throttle answer the rate drops by this factor, then recovers over this many seconds.
+    throttle_backoff_factor: float = Field(default=0.5, gt=0, lt=1)
+    throttle_recovery_s: float = Field(default=30.0, gt=0)
+
+    # --- retries ---
+    max_retries: int = 8
+    retry_base_delay_s: float = 1.0
+    retry_max_delay_s: float = 60.0
+
+    # --- polling ---
+    poll_batch_size: int = Field(default=100, ge=1, le=1000)
+    poll_interval_s: float = 2.0
+    poll_max_interval_s: float = 30.0
+    poll_deadline_s: float = 6 * 3600.0
+
+    # --- image intake ---
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    image_formats: StrSet = frozenset({"JPEG", "PNG", "WEBP", "BMP", "TIFF"})
+    fetch_timeout_s: float = 30.0
+    files_root: Path = Path(".")
+    # Hosts or networks (CIDR) image URLs may reach even though they are not public.
+    fetch_allow: StrList = ()
+
+    # --- output ---
+    output_dir: Path = Path("cutouts")
+
+    # --- Flower ---
+    flower_port: int = 5555
+    flower_basic_auth: SecretStr = SecretStr("cutout:cutout")
+
+    @field_validator(
+        "retcodes_throttle",
+        "retcodes_transient",
+        "retcodes_bad_parameters",
+        "retcodes_rejected_key",
+        "retcodes_out_of_credits",
+        "image_formats",
+        "fetch_allow",
+        mode="before",
+    )
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _private_key_from_file(self) -> Settings:
+        if self.private_key is None and self.private_key_file is not None:
+            secret = SecretStr(self.private_key_file.read_text().strip())
+            object.__setattr__(self, "private_key", secret)
+        return self
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or self.redis_url
+
+    @property
+    def result_backend(self) -> str:
+        return self.result_backend_url or self.redis_url
+
+    def private_key_value(self) -> str:
+        """The PrivateKey in clear, for the signer only; raises if none is configured."""
+        if self.private_key is None:
+            raise ValueError("no PrivateKey configured: set CUTOUT_PRIVATE_KEY or _FILE")
+        return self.private_key.get_secret_value()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()
