@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Debian's packages the suite needs: redis-server (tests start their own on a free port) and
+# Chromium (the before/after page is checked in a headless browser). Installed when missing.
+SYSTEM_TOOLS := /usr/bin/redis-server /usr/bin/chromium
 
-.PHONY: install lint test run bench clean
+.PHONY: install system lint test run bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,16 +15,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
+/usr/bin/redis-server:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+
+/usr/bin/chromium:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
 install: $(STAMP)
+
+system: $(SYSTEM_TOOLS)
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint
+test: system lint
 	$(BIN)/pytest
 
-run: install
+run: install /usr/bin/redis-server
 	$(BIN)/python -m producers.demo
 
 bench: install

@@ -40,9 +40,12 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-                "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-                "--maxmemory-policy", "noeviction", "--logfile", "redis.log"]
+        args = [
+            binary, "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.directory), "--logfile", "redis.log", "--save", "",
+            "--appendonly", "yes", "--appendfsync", "everysec",
+            "--maxmemory-policy", "noeviction",
+        ]  # fmt: skip
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
         self._wait_until_up()
 
