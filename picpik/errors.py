@@ -31,9 +31,19 @@ class CutoutError(Exception):
 
 
 class RetryableError(CutoutError):
-    """A transient failure; the same request may succeed if tried again later."""
+    """A transient failure; the same request may succeed if tried again later.
+
+    `maybe_accepted` says whether the request may have reached the API and been acted on (a read
+    timeout or a connection dropped after sending): a submit must then not be sent again blindly
+    (never pay twice). False when the API certainly did not take it (connect failure, 429, 5xx,
+    a throttle RetCode).
+    """
 
     code = "retryable"
+
+    def __init__(self, message: str, *, maybe_accepted: bool = False, **kw: str | None):
+        super().__init__(message, **kw)
+        self.maybe_accepted = maybe_accepted
 
 
 class Throttled(RetryableError):
@@ -45,8 +55,10 @@ class Throttled(RetryableError):
 
     code = "throttled"
 
-    def __init__(self, message: str, *, retry_after_s: float | None = None, **kw: str | None):
-        super().__init__(message, **kw)
+    def __init__(
+        self, message: str, *, retry_after_s: float | None = None, **kw: str | None
+    ) -> None:
+        super().__init__(message, maybe_accepted=False, **kw)
         self.retry_after_s = retry_after_s
 
 

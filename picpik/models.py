@@ -53,6 +53,14 @@ class RemoveBackgroundOptions(_Model):
     hair_optimization: Literal["auto", "on", "off"] | None = Field(None, alias="HairOptimization")
     only_mask: StrictBool | None = Field(None, alias="OnlyMask")
 
+    @field_validator("box", mode="before")
+    @classmethod
+    def _box_has_four(cls, box: Any) -> Any:
+        # Said once, plainly, instead of pydantic's per-position "Field required".
+        if box is not None and (not isinstance(box, list | tuple) or len(box) != 4):
+            raise ValueError("must be a list of 4 integers x1, y1, x2, y2")
+        return box
+
     @field_validator("box")
     @classmethod
     def _box_in_order(
@@ -96,12 +104,31 @@ def parse_options(values: Mapping[str, Any]) -> RemoveBackgroundOptions:
 def invalid_input_from(exc: ValidationError) -> InvalidInput:
     """The first problem of a pydantic error as our InvalidInput, naming the API field."""
     first = exc.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "request"
-    value = first.get("input")
-    shown = repr(value) if isinstance(value, int | str | bool | None) else type(value).__name__
+    loc = [_api_name(part) for part in first["loc"]]
+    field = ".".join(loc) or "request"
+    return InvalidInput(f"{first['msg']} (got {_shown(first.get('input'))})", field=field)
+
+
+def _api_name(part: str | int) -> str:
+    # Options given by Python name are reported under the API's name, which users know.
+    name = str(part)
+    for model in (RemoveBackgroundOptions, ListTasksDetailsRequest):
+        info = model.model_fields.get(name)
+        if info is not None and info.alias:
+            return info.alias
+    return name
+
+
+def _shown(value: Any) -> str:
+    """A short, safe rendering of a bad value (never a whole image)."""
     if isinstance(value, str) and len(value) > 64:
-        shown = f"a string of {len(value)} characters"
-    return InvalidInput(f"{first['msg']} (got {shown})", field=field)
+        return f"a string of {len(value)} characters"
+    if isinstance(value, int | float | str | bool | None):
+        return repr(value)
+    small = isinstance(value, list | tuple) and len(value) <= 8
+    if small and all(isinstance(item, int | float | bool | None) for item in value):
+        return repr(list(value))
+    return type(value).__name__
 
 
 class ListTasksDetailsRequest(_Model):
