@@ -51,8 +51,9 @@ async def _rendered(state: EmulatorState, task: Task) -> bytes:
         if task.image is None:
             raise RuntimeError("the input image is gone")
         loop = asyncio.get_running_loop()
-        task.rendering = loop.run_in_executor(state.render_pool, render_result, task.image,
-                                              task.options)
+        task.rendering = loop.run_in_executor(
+            state.render_pool, render_result, task.image, task.options, state.settings.model_path
+        )
     png = await task.rendering
     if task.png is None and not task.gone:
         state.tasks.rendered(task, png)

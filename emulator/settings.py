@@ -6,6 +6,7 @@ to exactly these values.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
@@ -52,6 +53,9 @@ class EmulatorSettings(BaseSettings):
     max_stored_bytes: int = Field(default=2 * 1024**3, gt=0)  # images + results kept in memory
     max_calls_logged: int = Field(default=200_000, gt=0)  # /_admin/calls keeps the newest
     render_threads: int = Field(default=2, ge=1)
+    # A U2Net-family ONNX model; when the file exists the neural engine segments instead of
+    # GrabCut (README, "matting").
+    model_path: Path | None = None
     log_level: str = "warning"
 
     @field_validator("keys", mode="before")

@@ -1,4 +1,4 @@
-"""The local API server's plain parts: windows, credits, settings, flags, placeholder render."""
+"""The local API server's plain parts: windows, credits, settings, flags, the render hook."""
 
 from __future__ import annotations
 
@@ -84,8 +84,7 @@ def test_a_bad_flag_value_stops_the_cli_with_the_field_named(
     assert "fault_drop" in capsys.readouterr().err
 
 
-def test_the_placeholder_render_is_an_rgba_png_of_the_input_size_with_a_transparent_corner(
-
+def test_the_rendered_cutout_is_an_rgba_png_of_the_input_size_with_a_transparent_corner(
 ) -> None:
     png = render_result(png_bytes(80, 60), parse_options({"Box": [10, 10, 70, 50]}))
     image = Image.open(io.BytesIO(png))
@@ -94,7 +93,7 @@ def test_the_placeholder_render_is_an_rgba_png_of_the_input_size_with_a_transpar
     assert alpha.getpixel((0, 0)) == 0 and alpha.getpixel((40, 30)) == 255
 
 
-def test_the_placeholder_mask_is_a_single_channel_png_of_the_input_size() -> None:
+def test_the_rendered_mask_is_a_single_channel_png_of_the_input_size() -> None:
     png = render_result(png_bytes(33, 77), parse_options({"OnlyMask": True}))
     image = Image.open(io.BytesIO(png))
     assert (image.mode, image.size) == ("L", (33, 77))
