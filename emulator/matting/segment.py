@@ -1,10 +1,11 @@
 """The classical segmenter: OpenCV GrabCut, seeded by the job's Box or by a border prior.
 
-Without a Box the prior says: the top, left and right edges of the image are background
-(photographers rarely cut their subject there; the bottom edge is only probably background,
-since portraits and objects on tables often rise from it), colours unlike the common colours
-of those edges are probably the subject, and the centre leans towards subject. GrabCut's colour
-models and graph cut then settle each pixel.
+Without a Box the prior says: the border strips are background, except where the subject
+runs into them (`border.sure_background`: the bottom strip where it has the centre's colours,
+and the sides where the subject rises from the bottom up them); colours unlike the common
+colours of the sure strips are probably the subject, and the centre leans towards subject.
+GrabCut's colour models and graph cut then settle each pixel; parts pushed to the margins
+are dropped.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import cv2
 import numpy as np
 
+from emulator.matting.border import centre_weight, sure_background
 from emulator.matting.colours import edge_colour_distance
 
 __all__ = ["grabcut_subject"]
@@ -24,32 +26,17 @@ _MIN_SIDE = 8  # px; smaller images are taken whole
 # RGB distance from the nearest edge colour at which a pixel counts as probably subject.
 _COLOUR_MARGIN = 25.0
 _HOLE_SHARE = 0.25
-
-
-def _sure_background(shape: tuple[int, int]) -> np.ndarray:
-    """The top, left and right edge strips, down to the bottom strip (left undecided)."""
-    width = max(2, round(0.02 * min(shape)))
-    sure = np.zeros(shape, bool)
-    sure[:width] = True
-    sure[:-width, :width] = sure[:-width, -width:] = True
-    return sure
-
-
-def _centre_weight(shape: tuple[int, int]) -> np.ndarray:
-    """1 at the centre, falling to 0 at the ellipse that touches the image's sides."""
-    ys, xs = np.mgrid[: shape[0], : shape[1]].astype(np.float32)
-    ny, nx = (ys - shape[0] / 2) / (shape[0] / 2), (xs - shape[1] / 2) / (shape[1] / 2)
-    return np.clip(1.0 - np.sqrt(nx * nx + ny * ny), 0.0, 1.0)
+_MARGIN_SHARE = 1 / 3
 
 
 def _border_prior(rgb: np.ndarray) -> np.ndarray:
     shape = rgb.shape[:2]
-    sure = _sure_background(shape)
-    score = edge_colour_distance(rgb, sure) / _COLOUR_MARGIN + 0.5 * _centre_weight(shape)
+    sure = sure_background(rgb)
+    score = edge_colour_distance(rgb, sure) / _COLOUR_MARGIN + 0.5 * centre_weight(shape)
     mask = np.full(shape, cv2.GC_PR_BGD, np.uint8)
     mask[score > 1.0] = cv2.GC_PR_FGD
     if not (mask == cv2.GC_PR_FGD).any():  # nothing stands out: take the centre
-        mask[_centre_weight(shape) > 0.5] = cv2.GC_PR_FGD
+        mask[centre_weight(shape) > 0.5] = cv2.GC_PR_FGD
     mask[sure] = cv2.GC_BGD
     return mask
 
@@ -76,16 +63,25 @@ def _run_grabcut(rgb: np.ndarray, mask: np.ndarray, box: Box | None) -> np.ndarr
     return _is_subject(mask)
 
 
-def _drop_specks(binary: np.ndarray) -> np.ndarray:
-    """Keep the connected parts at least a tenth of the largest one's area."""
+def _drop_specks(binary: np.ndarray, centred: bool) -> np.ndarray:
+    """Keep the connected parts at least a tenth of the largest one's area and, when the
+    subject is taken to be `centred` (no Box), not pushed to the margins: a part's mean centre
+    weight must reach a third of that of the part that weighs most at the centre (the glow of
+    a horizon beside a rocket goes, the rocket stays)."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(
         binary.astype(np.uint8), connectivity=8
     )
     if count <= 2:
         return binary
     areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = np.flatnonzero(areas >= 0.1 * areas.max()) + 1
-    return np.isin(labels, keep)
+    weights = np.bincount(labels.ravel(), centre_weight(binary.shape).ravel(), count)[1:]
+    central = weights / areas
+    heaviest = int(np.argmax(weights))
+    keep = areas >= 0.1 * areas.max()
+    if centred:
+        keep &= central >= _MARGIN_SHARE * central[heaviest]
+    keep[heaviest] = True
+    return np.isin(labels, np.flatnonzero(keep) + 1)
 
 
 def _fill_holes(binary: np.ndarray) -> np.ndarray:
@@ -115,5 +111,5 @@ def grabcut_subject(rgb: np.ndarray, box: Box | None) -> np.ndarray:
     cv2.setRNGSeed(0x5EED)
     prior = _border_prior(rgb) if box is None else _box_prior(shape, box)
     guess = _is_subject(prior)
-    subject = _fill_holes(_drop_specks(_run_grabcut(rgb, prior, box)))
+    subject = _fill_holes(_drop_specks(_run_grabcut(rgb, prior, box), box is None))
     return subject if subject.any() else guess

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["Scene", "make_scene"]
+__all__ = ["Scene", "make_portrait", "make_scene"]
 
 Rng = np.random.Generator
 FloatImage = np.ndarray
@@ -172,3 +172,28 @@ def make_scene(index: int, width: int = 320, height: int = 240, *, hard: bool = 
     rgb = np.clip(image, 0, 255).astype(np.uint8)
     name = f"{index:02d}-{shape_name}-on-{bg_name}" + ("-hard" if hard else "")
     return Scene(rgb=rgb, truth=truth, name=name)
+
+
+def make_portrait(index: int, width: int = 320, height: int = 240) -> Scene:
+    """A head-and-shoulders portrait cut by the frame: the shoulders fill the bottom edge and
+    run into the left and right edges, the head rises into the background. The subject
+    touches three edges, where a prior "the edges are background" goes wrong."""
+    rng = np.random.default_rng(2000 + index)
+    shape = (height, width)
+    c1 = _colour(rng)
+    c2 = _colour_apart(rng, [c1], 40, 120)
+    subject = _colour_apart(rng, [c1, c2], 45, 90)
+    bg_name = list(BACKGROUNDS)[index % len(BACKGROUNDS)]
+    background = BACKGROUNDS[bg_name](shape, rng, c1, c2)
+    mask = np.zeros(shape, np.uint8)
+    shoulders = int(height * rng.uniform(0.55, 0.65))
+    cv2.ellipse(mask, (width // 2, height + height // 6), (int(width * 0.62), height // 2 + 20),
+                0, 0, 360, 1, -1)
+    mask[shoulders + height // 5 :] = 1
+    cv2.ellipse(mask, (width // 2, int(height * 0.38)), (int(width * 0.14), int(height * 0.22)),
+                0, 0, 360, 1, -1)
+    truth = mask.astype(bool)
+    image = np.where(truth[..., None], _subject_fill(shape, rng, subject), background)
+    image = cv2.GaussianBlur(image, (0, 0), 0.7) + rng.normal(0, 3, size=(*shape, 3))
+    rgb = np.clip(image, 0, 255).astype(np.uint8)
+    return Scene(rgb=rgb, truth=truth, name=f"portrait-{index:02d}-on-{bg_name}")
