@@ -1,0 +1,71 @@
+"""Claiming a job for submission: the step that makes duplicate messages harmless.
+
+One Lua script looks at the job and decides, atomically, whether this message may call the
+API. Only a job that is ACCEPTED (or SUBMITTING with an expired lease and no call started) is
+claimed; anything else tells the caller what to do instead, without an API call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from tasks.ledger import OPEN_JOBS, Ledger, job_key
+from tasks.records import JobState
+
+__all__ = ["Claim", "claim"]
+
+Verdict = Literal["claimed", "persist", "busy", "unknown", "done", "missing"]
+
+# KEYS: job hash, open-jobs index. ARGV: lease seconds.
+# Returns {verdict, detail}: claimed; persist (TaskUID known); busy (seconds left on another
+# worker's lease); unknown (a call started, its lease ran out, no TaskUID); done (state);
+# missing.
+_CLAIM = """
+local f = redis.call('HMGET', KEYS[1], 'state', 'lease_until', 'call_started_at', 'task_uid',
+                     'batch')
+local state = f[1]
+if not state then return {'missing', ''} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local lease = tonumber(f[2]) or 0
+local started = f[3] and f[3] ~= ''
+local uid = f[4] or ''
+if state == 'SUBMITTED' or (state == 'SUBMITTING' and uid ~= '') then return {'persist', uid} end
+if state == 'SUBMITTING' and lease >= now then
+  return {'busy', string.format('%.3f', lease - now)}
+end
+if state == 'SUBMITTING' and started then return {'unknown', ''} end
+if state ~= 'ACCEPTED' and state ~= 'SUBMITTING' then return {'done', state} end
+redis.call('HSET', KEYS[1], 'state', 'SUBMITTING', 'updated_at', string.format('%.6f', now),
+           'lease_until', string.format('%.6f', now + tonumber(ARGV[1])))
+redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('ZADD', KEYS[2], now, redis.call('HGET', KEYS[1], 'job_id'))
+if state ~= 'SUBMITTING' and f[5] and f[5] ~= '' then
+  local counts = 'cutout:batch:' .. f[5] .. ':counts'
+  redis.call('HINCRBY', counts, state, -1)
+  redis.call('HINCRBY', counts, 'SUBMITTING', 1)
+end
+return {'claimed', ''}
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    verdict: Verdict
+    task_uid: str = ""
+    busy_for_s: float = 0.0
+    state: JobState | None = None
+
+
+def claim(ledger: Ledger, job_id: str, lease_s: float) -> Claim:
+    """Try to take the job for one submit attempt holding a lease of lease_s seconds."""
+    script = ledger.redis.register_script(_CLAIM)
+    verdict, detail = script(keys=[job_key(job_id), OPEN_JOBS], args=[lease_s])
+    if verdict == "persist":
+        return Claim("persist", task_uid=detail)
+    if verdict == "busy":
+        return Claim("busy", busy_for_s=float(detail))
+    if verdict == "done":
+        return Claim("done", state=JobState(detail))
+    return Claim(verdict)

@@ -1,0 +1,230 @@
+"""The job ledger: one Redis hash per job (the store of record), a batch index, and the
+events stream. Every state change is one Lua script, so the check, the write, the batch
+counters and the event happen together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import redis
+
+from tasks.records import JobRecord, JobState
+
+__all__ = ["EVENTS_STREAM", "OPEN_JOBS", "POLL_SCHEDULE", "Ledger", "job_key"]
+
+PREFIX = "cutout"
+EVENTS_STREAM = f"{PREFIX}:events"
+EVENTS_MAXLEN = 1_000_000  # approximate; consumers are expected to keep up well within this
+# Sorted set of SUBMITTED job ids by the (Redis clock) time their task is due to be polled.
+POLL_SCHEDULE = f"{PREFIX}:poll:due"
+# Sorted set of the jobs not yet in a terminal state, by the time of their last change: the
+# sweeper's index of jobs that may have lost their message.
+OPEN_JOBS = f"{PREFIX}:open"
+
+
+def job_key(job_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}"
+
+
+def batch_key(batch: str) -> str:
+    return f"{PREFIX}:batch:{batch}"
+
+
+def batch_counts_key(batch: str) -> str:
+    return f"{PREFIX}:batch:{batch}:counts"
+
+
+# KEYS: job hash, open-jobs index. ARGV: batch set key, batch counts key, job id, then flat
+# field/value pairs (state among them).
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+if ARGV[1] ~= '' then
+  redis.call('SADD', ARGV[1], ARGV[3])
+  redis.call('HINCRBY', ARGV[2], 'ACCEPTED', 1)
+end
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[2], tonumber(t[1]) + tonumber(t[2]) / 1000000, ARGV[3])
+return 1
+"""
+
+# KEYS: job hash, events stream, open-jobs index.
+# ARGV: allowed states (comma list), new state, fields JSON, clear-fields JSON, event type,
+#       event fields JSON, stream maxlen, field to increment ('' for none), poll schedule key
+#       ('' for none), poll delay in seconds ('' to take the job off the schedule).
+# Returns {1, new state} or {0, current state} ('' when the job does not exist).
+_TRANSITION = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {0, ''} end
+local allowed = false
+for s in string.gmatch(ARGV[1], '[^,]+') do
+  if s == state then allowed = true end
+end
+if not allowed then return {0, state} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local fields = cjson.decode(ARGV[3])
+for k, v in pairs(fields) do
+  if v == '__now__' then v = string.format('%.6f', now) end
+  redis.call('HSET', KEYS[1], k, v)
+end
+for _, k in ipairs(cjson.decode(ARGV[4])) do redis.call('HDEL', KEYS[1], k) end
+if ARGV[8] ~= '' then redis.call('HINCRBY', KEYS[1], ARGV[8], 1) end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated_at', string.format('%.6f', now))
+local id = redis.call('HGET', KEYS[1], 'job_id')
+if ARGV[2] == 'ACCEPTED' or ARGV[2] == 'SUBMITTING' or ARGV[2] == 'SUBMITTED' then
+  redis.call('ZADD', KEYS[3], now, id)
+else
+  redis.call('ZREM', KEYS[3], id)
+end
+local batch = redis.call('HGET', KEYS[1], 'batch')
+if batch and batch ~= '' and state ~= ARGV[2] then
+  local counts = 'cutout:batch:' .. batch .. ':counts'
+  redis.call('HINCRBY', counts, state, -1)
+  redis.call('HINCRBY', counts, ARGV[2], 1)
+end
+if ARGV[5] ~= '' then
+  local ev = {'type', ARGV[5], 'job_id', redis.call('HGET', KEYS[1], 'job_id'),
+              'batch', batch or '', 'at', string.format('%.6f', now)}
+  for k, v in pairs(cjson.decode(ARGV[6])) do
+    table.insert(ev, k); table.insert(ev, v)
+  end
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', unpack(ev))
+end
+if ARGV[9] ~= '' then
+  if ARGV[10] == '' then redis.call('ZREM', ARGV[9], id)
+  else redis.call('ZADD', ARGV[9], now + tonumber(ARGV[10]), id) end
+end
+return {1, ARGV[2]}
+"""
+
+
+class Ledger:
+    """The store of record for jobs, on one Redis database."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._create = client.register_script(_CREATE)
+        self._transition = client.register_script(_TRANSITION)
+
+    @classmethod
+    def from_url(cls, url: str) -> Ledger:
+        return cls(redis.Redis.from_url(url, decode_responses=True))
+
+    def create(
+        self,
+        job_id: str,
+        reference: str,
+        options: Mapping[str, Any],
+        *,
+        batch: str | None = None,
+        output_dir: str | None = None,
+    ) -> bool:
+        """Record a new job as ACCEPTED; False (and no change) if the id already exists."""
+        return bool(self._create_args(self.redis, job_id, reference, options, batch, output_dir))
+
+    def create_many(self, jobs: Iterable[tuple[str, str]], options: Mapping[str, Any],
+                    *, batch: str | None = None, output_dir: str | None = None) -> None:
+        """Record many (job_id, reference) pairs in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id, reference in jobs:
+            self._create_args(pipe, job_id, reference, options, batch, output_dir)
+        pipe.execute()
+
+    def _create_args(self, target: Any, job_id: str, reference: str, options: Mapping[str, Any],
+                     batch: str | None, output_dir: str | None) -> Any:
+        now = f"{time.time():.6f}"
+        fields = {
+            "job_id": job_id, "reference": reference, "options": json.dumps(dict(options)),
+            "batch": batch or "", "output_dir": output_dir or "", "state": JobState.ACCEPTED,
+            "attempts": "0", "created_at": now, "updated_at": now,
+        }
+        flat = [item for pair in fields.items() for item in pair]
+        set_key = batch_key(batch) if batch else ""
+        counts = batch_counts_key(batch) if batch else ""
+        return self._create(keys=[job_key(job_id), OPEN_JOBS],
+                            args=[set_key, counts, job_id, *flat], client=target)
+
+    def get(self, job_id: str) -> JobRecord | None:
+        raw: dict[str, str] = self.redis.hgetall(job_key(job_id))  # type: ignore[assignment]
+        return JobRecord.from_hash(raw) if raw else None
+
+    def get_many(self, job_ids: Iterable[str]) -> list[JobRecord | None]:
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(job_key(job_id))
+        return [JobRecord.from_hash(raw) if raw else None for raw in pipe.execute()]
+
+    def transition(
+        self,
+        job_id: str,
+        allowed: Iterable[JobState],
+        new: JobState,
+        *,
+        fields: Mapping[str, Any] | None = None,
+        clear: Iterable[str] = (),
+        event: str = "",
+        event_fields: Mapping[str, Any] | None = None,
+        increment: str = "",
+        poll_in_s: float | None = None,
+        unschedule: bool = False,
+    ) -> tuple[bool, JobState | None]:
+        """Move a job to `new` if it is in one of `allowed`, writing `fields` (the value
+        "__now__" means Redis's clock) and emitting `event`; all in one step. `poll_in_s`
+        puts the job on the poll schedule that many seconds ahead; `unschedule` takes it off.
+
+        Returns (done, state): the new state when done, else the current one (None if the
+        job does not exist)."""
+        args = [
+            ",".join(str(s) for s in allowed), str(new), _json_strings(fields or {}),
+            json.dumps(list(clear)), event, _json_strings(event_fields or {}), str(EVENTS_MAXLEN),
+            increment, POLL_SCHEDULE if poll_in_s is not None or unschedule else "",
+            "" if poll_in_s is None else f"{poll_in_s:.6f}",
+        ]
+        done, state = self._transition(keys=[job_key(job_id), EVENTS_STREAM, OPEN_JOBS],
+                                       args=args)
+        return bool(done), JobState(state) if state else None
+
+    def fail(self, job_id: str, allowed: Iterable[JobState], stage: str, code: str,
+             message: str, *, field: str | None = None, to: JobState = JobState.FAILED,
+             **fields: Any) -> bool:
+        """Record why a job ended (FAILED, or NEEDS_RECONCILIATION): stage, code, field and
+        message on the record and on the stream; take it off the poll schedule."""
+        error = {"error_stage": stage, "error_code": code, "error_field": field or "",
+                 "error_message": message}
+        event = "job.failed" if to is JobState.FAILED else "job.needs_reconciliation"
+        done, _ = self.transition(
+            job_id, allowed, to, fields={**fields, **error, "finished_at": "__now__"},
+            clear=["lease_until"], event=event, event_fields=error, unschedule=True)
+        return done
+
+    def set_fields(self, job_id: str, **fields: Any) -> None:
+        """Write fields that do not change the state (e.g. the TaskUID right after the call)."""
+        self.redis.hset(job_key(job_id), mapping={k: _str(v) for k, v in fields.items()})
+
+    def batch_ids(self, batch: str) -> list[str]:
+        return sorted(self.redis.smembers(batch_key(batch)))  # type: ignore[arg-type]
+
+    def batch_counts(self, batch: str) -> dict[str, int]:
+        raw: dict[str, str] = self.redis.hgetall(batch_counts_key(batch))  # type: ignore[assignment]
+        return {state: int(n) for state, n in raw.items() if int(n) > 0}
+
+    def events(self, count: int = 10_000) -> list[dict[str, str]]:
+        """The stream's entries, oldest first (for tests and tools; consumers use groups)."""
+        entries: list[tuple[str, dict[str, str]]] = self.redis.xrange(  # type: ignore[assignment]
+            EVENTS_STREAM, count=count)
+        return [fields for _, fields in entries]
+
+
+def _str(value: Any) -> str:
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return "" if value is None else str(value)
+
+
+def _json_strings(values: Mapping[str, Any]) -> str:
+    return json.dumps({k: _str(v) for k, v in values.items()})

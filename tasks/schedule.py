@@ -1,0 +1,135 @@
+"""The poll schedule: SUBMITTED jobs by the time their task is next due to be polled.
+
+Jobs are added by the ledger's transitions (atomically with SUBMITTED). A poller claims up to
+N due jobs at once by pushing their due time a lease ahead, so two pollers never ask about the
+same task and a poller that dies only delays its batch by the lease.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from tasks.ledger import POLL_SCHEDULE
+
+__all__ = ["PollSchedule", "TickMarker"]
+
+# KEYS: schedule. ARGV: limit, lease seconds. Returns the claimed job ids.
+_CLAIM_DUE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), id) end
+return ids
+"""
+
+# KEYS: schedule. ARGV: delay seconds, job ids... Moves existing members only (XX).
+_RESCHEDULE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[i]) end
+return #ARGV - 1
+"""
+
+# KEYS: schedule. Returns {count due now, seconds until the earliest due (-1 when empty)}.
+_STATUS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local due = redis.call('ZCOUNT', KEYS[1], '-inf', now)
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #first == 0 then return {due, '-1'} end
+return {due, string.format('%.6f', math.max(0, tonumber(first[2]) - now))}
+"""
+
+
+class PollSchedule:
+    """Claims, reschedules and inspects the due poll times."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._claim = client.register_script(_CLAIM_DUE)
+        self._reschedule = client.register_script(_RESCHEDULE)
+        self._status = client.register_script(_STATUS)
+
+    def claim_due(self, limit: int, lease_s: float) -> list[str]:
+        return list(self._claim(keys=[POLL_SCHEDULE], args=[limit, lease_s]))
+
+    def reschedule(self, job_ids: list[str], delay_s: float) -> None:
+        if job_ids:
+            self._reschedule(keys=[POLL_SCHEDULE], args=[delay_s, *job_ids])
+
+    def remove(self, job_ids: list[str]) -> None:
+        if job_ids:
+            self.redis.zrem(POLL_SCHEDULE, *job_ids)
+
+    def status(self) -> tuple[int, float | None]:
+        """(jobs due now, seconds until the earliest is due or None when nothing waits)."""
+        due, first = self._status(keys=[POLL_SCHEDULE])
+        return int(due), None if float(first) < 0 else float(first)
+
+    def size(self) -> int:
+        return int(self.redis.zcard(POLL_SCHEDULE))
+
+
+TICK_KEY = "cutout:poll:tick"
+
+# The marker holds "<tick id> <planned unix time>" and expires on its own if its loop dies.
+# KEYS: marker. ARGV: owner that may be replaced ('' = none), new id, delay s, ttl ms,
+# slack s, grace s. Sets the new owner if the marker is free, held by ARGV[1], or (ARGV[1] ==
+# '') held by a tick planned more than `slack` later than this one would run or overdue by
+# more than `grace` (its worker probably died; if not, it finds itself stale and stops).
+_TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local at = now + tonumber(ARGV[3])
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local id, cur_at = string.match(cur, '^(%S+) (%S+)$')
+  local mine = ARGV[1] ~= '' and id == ARGV[1]
+  local later = tonumber(cur_at) > at + tonumber(ARGV[5])
+  local overdue = tonumber(cur_at) < now - tonumber(ARGV[6])
+  if not mine and not (ARGV[1] == '' and (later or overdue)) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. string.format('%.6f', at), 'PX', ARGV[4])
+return 1
+"""
+
+_RELEASE = """
+local cur = redis.call('GET', KEYS[1])
+if cur and string.match(cur, '^(%S+) ') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class TickMarker:
+    """Who runs the poll loop: one self-rescheduling poll task at a time holds this marker."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._take = client.register_script(_TAKE)
+        self._release = client.register_script(_RELEASE)
+
+    def start(self, tick_id: str, delay_s: float, ttl_s: float, slack_s: float = 0.5,
+              grace_s: float = 10.0) -> bool:
+        """Become the poll loop, running in delay_s, unless a loop already runs that soon
+        (a loop planned later, or overdue by grace_s, is replaced: its message, if it ever
+        runs, finds itself stale)."""
+        return self._run("", tick_id, delay_s, ttl_s, slack_s, grace_s)
+
+    def owns_or_adopts(self, tick_id: str, ttl_s: float) -> bool:
+        """True when tick_id holds the marker (taking it if the loop had died)."""
+        return self._run(tick_id, tick_id, 0.0, ttl_s) or self._free_taken(tick_id, ttl_s)
+
+    def hand_over(self, old: str, new: str, delay_s: float, ttl_s: float) -> bool:
+        return self._run(old, new, delay_s, ttl_s)
+
+    def release(self, tick_id: str) -> None:
+        self._release(keys=[TICK_KEY], args=[tick_id])
+
+    def _free_taken(self, tick_id: str, ttl_s: float) -> bool:
+        value = f"{tick_id} 0"
+        return bool(self.redis.set(TICK_KEY, value, nx=True, px=int(ttl_s * 1000)))
+
+    def _run(self, old: str, new: str, delay_s: float, ttl_s: float, slack_s: float = 0.0,
+             grace_s: float = 1e9) -> bool:
+        args: list[str | float] = [old, new, delay_s, int(ttl_s * 1000), slack_s, grace_s]
+        return bool(self._take(keys=[TICK_KEY], args=args))

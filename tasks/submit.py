@@ -1,0 +1,70 @@
+"""The submit queue's tasks: `cutout.submit` (one API call per job) and, chained to it,
+`cutout.persist` (the TaskUID into the ledger, the event, the chain's result)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from picpik.errors import InvalidInput, RetryableError
+from picpik.models import parse_options
+from tasks.celery_app import app
+from tasks.poll import ensure_poll_loop
+from tasks.records import JobState
+from tasks.retrying import TASK_OPTIONS, republish, requeue, retry_or_give_up
+from tasks.runtime import Runtime, runtime
+from tasks.submitting import give_up, persist_job, submit_job
+
+__all__ = ["persist", "submit"]
+
+
+@app.task(name="cutout.submit", **TASK_OPTIONS)
+def submit(self: Any, reference: str, options: dict[str, Any] | None = None,
+           batch: str | None = None, output_dir: str | None = None) -> dict[str, Any]:
+    """Submit the job whose id is this task's id (the record is created if a service sent
+    the task by name without one)."""
+    rt = runtime()
+    job_id = self.request.id
+    _ensure_record(rt, job_id, reference, options or {}, batch, output_dir)
+    try:
+        outcome = submit_job(rt, job_id)
+    except RetryableError as exc:
+        retry_or_give_up(self, rt.settings, exc,
+                         lambda e, n: give_up(rt, job_id, "submit", e, n))
+        return {"job_id": job_id, "state": str(JobState.FAILED)}
+    if outcome.waiting_for_token and outcome.retry_in_s is not None:
+        requeue(outcome.retry_in_s, f"job {job_id} waits for an API token")
+    if outcome.retry_in_s is not None:
+        republish(self, rt.settings, outcome.retry_in_s, f"job {job_id} is held by another worker")
+    result = {"job_id": job_id, "task_uid": outcome.task_uid,
+              "state": str(outcome.state) if outcome.state else None}
+    if outcome.task_uid and not (self.request.chain or self.request.callbacks):
+        return _persist(rt, result)  # sent by name without the chain: persist here
+    return result
+
+
+@app.task(name="cutout.persist", **TASK_OPTIONS)
+def persist(self: Any, submitted: dict[str, Any]) -> dict[str, Any]:
+    """Record the TaskUID (SUBMITTED, job.submitted) and make sure the poll loop runs."""
+    return _persist(runtime(), submitted)
+
+
+def _persist(rt: Runtime, submitted: dict[str, Any]) -> dict[str, Any]:
+    if not submitted.get("task_uid"):
+        return submitted
+    state = persist_job(rt, submitted["job_id"], submitted["task_uid"])
+    ensure_poll_loop(rt.settings, rt.ticks)
+    return {**submitted, "state": str(state) if state else None}
+
+
+def _ensure_record(rt: Runtime, job_id: str, reference: str, options: dict[str, Any],
+                   batch: str | None, output_dir: str | None) -> None:
+    if rt.ledger.get(job_id) is not None:
+        return
+    try:
+        params = parse_options(options).to_params()
+    except InvalidInput as exc:
+        rt.ledger.create(job_id, reference, {}, batch=batch, output_dir=output_dir)
+        rt.ledger.fail(job_id, [JobState.ACCEPTED], "intake", exc.code, exc.message,
+                       field=exc.field)
+        return
+    rt.ledger.create(job_id, reference, params, batch=batch, output_dir=output_dir)

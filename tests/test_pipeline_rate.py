@@ -1,0 +1,79 @@
+"""The global rate limit with many worker processes: the local API server enforces L calls
+per second per PublicKey and must never see more, yet the pipeline should use about all of it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from producers import api
+from tasks.records import JobState
+from tests.support.emulator_server import EmulatorProcess, emulator, emulator_process
+from tests.support.redis_server import RedisServer
+from tests.support.workers import Pipeline, pipeline_running, write_pngs
+
+__all__ = ["emulator", "emulator_process"]
+
+L = 10  # calls per second: 300 jobs take about half a minute
+
+
+@pytest.fixture(scope="module")
+def pipeline(redis_server: RedisServer, emulator_process: EmulatorProcess,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    """Four workers of concurrency four, all limited to L calls/s through one Redis."""
+    redis_server.client().flushall()
+    root = tmp_path_factory.mktemp("rate")
+    with pipeline_running(redis_server.url, emulator_process, root, count=4, concurrency=4,
+                          rate_limit=L, poll_interval_s=3, poll_max_interval_s=8,
+                          throttle_recovery_s=8) as running:
+        yield running
+
+
+def _submit_rate(calls: list[dict[str, Any]]) -> float:
+    times = sorted(c["t"] for c in calls)
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+def test_sixteen_processes_never_exceed_the_rate_limit_and_use_most_of_it(
+        pipeline: Pipeline, emulator: EmulatorProcess) -> None:
+    emulator.configure(rate_limit=L)
+    files = write_pngs(pipeline.inputs / "rate", 300, prefix="r")
+    ids = api.enqueue_many([str(p) for p in files], batch="rate", settings=pipeline.settings)
+    records = api.wait(ids, timeout_s=150, settings=pipeline.settings)
+
+    assert {r.state for r in records.values()} == {JobState.SUCCEEDED}
+    stats = emulator.key_stats()
+    throttled = sum(outcomes.get("throttled", 0) for outcomes in stats["calls"].values())
+    submits = emulator.calls(action="RemoveBackground")
+    rate = _submit_rate(submits)
+    polls = stats["calls"]["ListTasksDetails"]["ok"]
+    print(f"\nL={L}/s: achieved submit rate {rate:.2f}/s ({rate / L:.1%} of L), "
+          f"{polls} ListTasksDetails calls, busiest window {stats['max_calls_in_window']}")
+    assert throttled == 0, stats
+    assert stats["max_calls_in_window"] <= L, stats
+    assert len(submits) == 300
+
+
+def test_when_the_api_allows_less_than_configured_the_limiter_adapts_and_all_succeed(
+        pipeline: Pipeline, emulator: EmulatorProcess, tmp_path: Path) -> None:
+    emulator.configure(rate_limit=L // 2)
+    files = write_pngs(pipeline.inputs / "adapt", 60, prefix="a")
+    ids = api.enqueue_many([str(p) for p in files], batch="adapt", settings=pipeline.settings)
+    records = api.wait(ids, timeout_s=150, settings=pipeline.settings)
+
+    assert {r.state for r in records.values()} == {JobState.SUCCEEDED}, [
+        (r.error_code, r.error_message) for r in records.values() if r.state != "SUCCEEDED"][:3]
+    stats = emulator.key_stats()
+    throttled = sum(outcomes.get("throttled", 0) for outcomes in stats["calls"].values())
+    assert throttled > 0  # the API did push back...
+    client = redis.Redis.from_url(pipeline.settings.redis_url, decode_responses=True)
+    factor = client.hget(f"cutout:limiter:{pipeline.settings.public_key}", "factor")
+    assert factor is not None and float(factor) < 1.0  # ...and everyone slowed down
+    assert stats["calls"]["RemoveBackground"]["ok"] == 60  # each job paid once
+    rate = _submit_rate(emulator.calls(action="RemoveBackground", outcome="ok"))
+    print(f"\nAPI limit {L // 2}/s, configured {L}/s: {throttled} throttled answers, "
+          f"achieved {rate:.2f}/s")
