@@ -33,7 +33,7 @@ test: system lint
 	$(BIN)/pytest
 
 run: install /usr/bin/redis-server
-	$(BIN)/python -m producers.demo
+	$(BIN)/python -m producers.demo $(ARGS)
 
 bench: install
 	$(BIN)/python -m bench

@@ -1,0 +1,293 @@
+"""The `cutout` command: enqueue images, follow a batch, find its cutouts, retry, report.
+
+Exit codes: 0 done (every job waited for SUCCEEDED); 1 a job failed or an operation failed;
+2 something was refused before queueing (nothing was queued) or the command line is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from secrets import token_hex
+from typing import Any, NoReturn
+
+import click
+import redis
+from rich.console import Console
+
+from config import Settings, get_settings
+from picpik.errors import CutoutError, InvalidInput
+from producers import api
+from producers.manifest import (
+    Entry,
+    group_by_options,
+    option_from_text,
+    read_references,
+    validate_entries,
+)
+from producers.progress import STATES, TERMINAL_STATES, state_name, wait_with_progress
+from producers.report import write_report
+
+__all__ = ["main"]
+
+EXIT_FAILED = 1
+EXIT_REFUSED = 2
+
+# soft_wrap: a line stays one line when piped, so scripts can grep it.
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
+
+# Flag name -> option (Python name); values arrive as text and are converted, then validated
+# by picpik.models.parse_options, so every refusal names the API field the same way.
+OPTION_FLAGS = {
+    "box": ("--box", "X1,Y1,X2,Y2", "The subject's box (x1 < x2, y1 < y2, inside the image)."),
+    "remove_type": ("--remove-type", "General|Anime", "The kind of image."),
+    "erode_size": ("--erode-size", "0..40", "Blurred pixels at the subject's edge."),
+    "foreground_threshold": ("--foreground-threshold", "0..255", "Alpha matting threshold."),
+    "background_threshold": ("--background-threshold", "0..255", "Alpha matting threshold."),
+    "hair_optimization": ("--hair-optimization", "auto|on|off", "Refine hair edges."),
+}
+
+
+def option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Every RemoveBackground option as a flag named after its API parameter."""
+    command = click.option(
+        "--only-mask/--no-only-mask", default=None, help="Return only the mask."
+    )(command)
+    for name, (flag, metavar, text) in reversed(OPTION_FLAGS.items()):
+        command = click.option(flag, name, metavar=metavar, default=None, help=text)(command)
+    return command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Remove the backgrounds of many images through the RemoveBackground API."""
+
+
+def main() -> None:
+    """Entry point: the command group, with expected failures as one line on stderr."""
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        errors.print("aborted")
+        sys.exit(130)
+    except (CutoutError, redis.RedisError) as exc:
+        errors.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(EXIT_FAILED)
+
+
+# --- enqueue ---
+
+
+@cli.command()
+@click.argument("references", nargs=-1)
+@click.option("--manifest", "manifests", multiple=True, type=click.Path(path_type=Path),
+              help="A .txt, .csv or .jsonl list of references (repeatable).")
+@click.option("--batch", help="The batch name (default: a new one, printed).")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
+              help="Where the cutouts go (default: CUTOUT_OUTPUT_DIR).")
+@click.option("--wait", is_flag=True, help="Show progress until every job is finished.")
+@click.option("--timeout-s", type=float, default=None, help="Stop waiting after this long.")
+@option_flags
+def enqueue(
+    references: tuple[str, ...],
+    manifests: tuple[Path, ...],
+    batch: str | None,
+    out: Path | None,
+    wait: bool,
+    timeout_s: float | None,
+    **flags: Any,
+) -> None:
+    """Queue images (files, folders, http/https URLs, manifests) for background removal."""
+    settings = get_settings()
+    entries = _entries_or_exit(references, manifests)
+    jobs = _validated_or_exit(entries, flags)
+    if batch is not None and (not batch or ":" in batch):
+        _refuse([f"field batch: must be a non-empty name without ':' (got {batch!r})"])
+    batch = batch or f"batch-{datetime.now(UTC):%Y%m%d-%H%M%S}-{token_hex(2)}"
+    # Absolute, because workers run elsewhere: a relative path would be their own cwd's.
+    out = out.resolve() if out is not None else None
+    job_ids = _enqueue_groups(jobs, batch=batch, out=out, settings=settings)
+    console.print(f"queued {len(job_ids)} job(s) in batch [bold]{batch}[/]", highlight=False)
+    if wait:
+        _wait_and_exit(job_ids, settings=settings, timeout_s=timeout_s)
+
+
+def _entries_or_exit(references: Sequence[str], manifests: Sequence[Path]) -> list[Entry]:
+    if not references and not manifests:
+        raise click.UsageError("give at least one PATH_OR_URL or --manifest FILE")
+    try:
+        entries = read_references(references, manifests)
+    except InvalidInput as exc:
+        _refuse([f"field {exc.field}: {exc.message}"])
+    if not entries:
+        _refuse(["no images found in what was given"])
+    return entries
+
+
+def _validated_or_exit(
+    entries: Sequence[Entry], flags: dict[str, Any]
+) -> list[tuple[str, dict[str, Any]]]:
+    """Each entry's options (its own over the flags), validated; any refusal exits, unqueued."""
+    defaults = {
+        name: value if name == "only_mask" else option_from_text(name, value)
+        for name, value in flags.items()
+        if value is not None
+    }
+    jobs, refusals = validate_entries(entries, defaults)
+    if refusals:
+        _refuse(refusals)
+    return jobs
+
+
+def _refuse(reasons: Sequence[str]) -> NoReturn:
+    for reason in reasons:
+        errors.print(f"[red]refused:[/] {reason}", highlight=False)
+    errors.print("nothing was queued", highlight=False)
+    sys.exit(EXIT_REFUSED)
+
+
+def _enqueue_groups(
+    jobs: Sequence[tuple[str, dict[str, Any]]], *, batch: str, out: Path | None,
+    settings: Settings,
+) -> list[str]:
+    """Publish jobs in bulk, one enqueue_many call per distinct set of options."""
+    job_ids: list[str] = []
+    for options, refs in group_by_options(jobs):
+        job_ids += api.enqueue_many(
+            refs, batch=batch, output_dir=str(out) if out else None, settings=settings, **options
+        )
+    return job_ids
+
+
+def _wait_and_exit(
+    job_ids: Sequence[str], *, settings: Settings, timeout_s: float | None
+) -> None:
+    records = wait_with_progress(job_ids, console=console, settings=settings, timeout_s=timeout_s)
+    _print_failures(list(records.values()))
+    states = [state_name(r.state) for r in records.values()]
+    unfinished = len(job_ids) - sum(s in TERMINAL_STATES for s in states)
+    if unfinished:
+        errors.print(f"{unfinished} job(s) not finished yet", highlight=False)
+    if unfinished or any(s != "SUCCEEDED" for s in states):
+        sys.exit(EXIT_FAILED)
+
+
+# --- status, results, retry, report, emulator ---
+
+
+@cli.command()
+@click.argument("job_id", required=False)
+@click.option("--batch", help="Show a whole batch instead of one job.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(job_id: str | None, batch: str | None, as_json: bool) -> None:
+    """A job's record, or a batch's counts by state and its failures."""
+    settings = get_settings()
+    if (job_id is None) == (batch is None):
+        raise click.UsageError("give either JOB_ID or --batch NAME")
+    if job_id is not None:
+        _job_status(job_id, settings, as_json)
+        return
+    assert batch is not None
+    counts = {state: 0 for state in STATES}
+    counts.update(api.batch_counts(batch, settings=settings))
+    if as_json:
+        click.echo(json.dumps(counts))
+        return
+    total = sum(counts.values())
+    console.print(f"batch [bold]{batch}[/]: {total} job(s)", highlight=False)
+    for state, n in counts.items():
+        console.print(f"  {state:<22} {n}", highlight=False)
+    if counts.get("FAILED") or counts.get("NEEDS_RECONCILIATION"):
+        _print_failures(api.batch_jobs(batch, settings=settings), out=console)
+
+
+def _job_status(job_id: str, settings: Settings, as_json: bool) -> None:
+    record = api.get_job(job_id, settings=settings)
+    if record is None:
+        errors.print(f"no job {job_id}", highlight=False)
+        sys.exit(EXIT_FAILED)
+    data = record.to_dict()
+    if as_json:
+        click.echo(json.dumps(data, default=str))
+        return
+    for name, value in data.items():
+        if value in (None, "", [], {}):
+            continue
+        if name.endswith(("_at", "_until")) and isinstance(value, float):
+            value = datetime.fromtimestamp(value, UTC).isoformat(timespec="milliseconds")
+        console.print(f"{name:<14} {value}", highlight=False, markup=False)
+
+
+def _print_failures(records: Sequence[api.JobRecord], out: Console = errors) -> None:
+    """Each failed job: state, reference, stage/code/field, reason."""
+    for record in records:
+        state = state_name(record.state)
+        if state in ("FAILED", "NEEDS_RECONCILIATION"):
+            parts = (record.error_stage, record.error_code, record.error_field)
+            where = "/".join(str(x) for x in parts if x)
+            out.print(
+                f"[red]{state}[/] {record.reference}: {where or 'unknown'}: "
+                f"{record.error_message or 'no reason recorded'}",
+                highlight=False,
+            )
+
+
+@cli.command()
+@click.option("--batch", required=True)
+def results(batch: str) -> None:
+    """Where each job's cutouts are: `reference -> path, path` (or its state)."""
+    records = api.batch_jobs(batch, settings=get_settings())
+    if not records:
+        errors.print(f"batch {batch} has no jobs", highlight=False)
+        sys.exit(EXIT_FAILED)
+    for record in records:
+        state = state_name(record.state)
+        where = ", ".join(record.result_paths) if state == "SUCCEEDED" else f"({state})"
+        click.echo(f"{record.reference} -> {where}")
+
+
+@cli.command()
+@click.option("--batch", required=True)
+@click.option("--wait", is_flag=True, help="Show progress until the retried jobs finish.")
+@click.option("--timeout-s", type=float, default=None)
+def retry(batch: str, wait: bool, timeout_s: float | None) -> None:
+    """Queue a batch's failed jobs again."""
+    settings = get_settings()
+    job_ids = api.retry_failed(batch, settings=settings)
+    console.print(f"re-queued {len(job_ids)} failed job(s) of batch {batch}", highlight=False)
+    if wait and job_ids:
+        _wait_and_exit(job_ids, settings=settings, timeout_s=timeout_s)
+
+
+@cli.command()
+@click.option("--batch", required=True)
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              help="The HTML file (default: report.html beside the batch's cutouts).")
+def report(batch: str, out: Path | None) -> None:
+    """Write the batch's before/after page: one self-contained HTML file."""
+    path = write_report(batch, out, settings=get_settings())
+    click.echo(str(path))
+
+
+@cli.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def emulator(args: tuple[str, ...]) -> None:
+    """Run the local API server (`python -m emulator`); every flag is passed through."""
+    try:
+        code = subprocess.call([sys.executable, "-m", "emulator", *args])
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

@@ -1,0 +1,170 @@
+"""The `cutout` command, run as users run it: the installed entry point in a subprocess, on the
+suite's real Redis, with real workers and the real local API server."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from config import Settings
+from tests.support.emulator_server import EmulatorProcess
+from tests.support.workers import (
+    ImageServer,
+    WorkerProcess,
+    pipeline_overrides,
+    running_workers,
+    settings_env,
+)
+
+# The installed entry point, beside the interpreter running the suite (.venv/bin/cutout).
+CUTOUT = Path(sys.executable).parent / "cutout"
+ALL_ZERO = {
+    "ACCEPTED": 0, "SUBMITTING": 0, "SUBMITTED": 0, "SUCCEEDED": 0, "FAILED": 0,
+    "NEEDS_RECONCILIATION": 0,
+}
+
+
+def cutout(
+    *args: str, env: dict[str, str], timeout_s: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(CUTOUT), *args], capture_output=True, text=True, env=env,
+                          timeout=timeout_s, check=False)
+
+
+def batch_counts(batch: str, env: dict[str, str]) -> dict[str, int]:
+    result = cutout("status", "--batch", batch, "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    counts: dict[str, int] = json.loads(result.stdout)
+    return counts
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> list[Path]:
+    """Three small photos: a subject on a plain background."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    paths = []
+    for i, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200)]):
+        image = Image.new("RGB", (64, 48), (235, 235, 235))
+        image.paste(colour, (16, 12, 48, 40))
+        path = folder / f"photo{i}.png"
+        image.save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def env(redis_url: str, emulator: EmulatorProcess, tmp_path: Path) -> dict[str, str]:
+    """The environment of the CLI and the workers: the suite's Redis and local API server;
+    local files may be read below tmp_path."""
+    overrides = pipeline_overrides(redis_url, emulator.base_url, emulator.public_key,
+                                   emulator.private_key, tmp_path, fetch_allow="127.0.0.1")
+    return settings_env(overrides)
+
+
+@pytest.fixture
+def workers(env: dict[str, str], tmp_path: Path) -> Iterator[list[WorkerProcess]]:
+    with running_workers(env, tmp_path, count=1, concurrency=2) as started:
+        yield started
+
+
+def test_an_out_of_range_option_is_refused_naming_the_field_and_nothing_is_queued(
+    env: dict[str, str], tmp_path: Path, images: list[Path]
+) -> None:
+    result = cutout("enqueue", *map(str, images), "--batch", "bad", "--erode-size", "99",
+                    env=env)
+    assert result.returncode == 2
+    assert "ErodeSize" in result.stderr
+    assert str(images[0]) in result.stderr
+    assert "nothing was queued" in result.stderr
+    assert batch_counts("bad", env) == ALL_ZERO
+
+
+def test_one_bad_row_in_a_manifest_refuses_the_whole_run(
+    env: dict[str, str], tmp_path: Path, images: list[Path]
+) -> None:
+    manifest = tmp_path / "list.csv"
+    manifest.write_text(
+        "reference,Box,HairOptimization\n"
+        f"{images[0]},,on\n"
+        f'{images[1]},"10,10,5,5",\n'
+    )
+    result = cutout("enqueue", "--manifest", str(manifest), "--batch", "rows", env=env)
+    assert result.returncode == 2
+    assert f"{images[1]}: field Box" in result.stderr
+    assert str(images[0]) not in result.stderr
+    assert batch_counts("rows", env) == ALL_ZERO
+
+
+def test_a_reference_that_does_not_exist_is_refused_before_queueing(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    result = cutout("enqueue", str(tmp_path / "missing.png"), "--batch", "missing", env=env)
+    assert result.returncode == 2
+    assert "missing.png" in result.stderr
+    assert batch_counts("missing", env) == ALL_ZERO
+
+
+def test_status_of_an_unknown_job_says_so(env: dict[str, str], tmp_path: Path) -> None:
+    result = cutout("status", "no-such-job", env=env)
+    assert result.returncode == 1
+    assert "no job no-such-job" in result.stderr
+
+
+def test_the_emulator_command_passes_its_flags_through(env: dict[str, str], tmp_path: Path) -> None:
+    result = cutout("emulator", "--help", env=env)
+    assert result.returncode == 0
+    assert "--rate-limit" in result.stdout
+
+
+def test_enqueue_and_wait_ends_with_every_cutout_and_exit_zero(
+    env: dict[str, str], tmp_path: Path, images: list[Path], emulator: EmulatorProcess,
+    workers: list[WorkerProcess],
+) -> None:
+    out = tmp_path / "out"
+    # Two files, and the third photo from an http URL on loopback (allowed for this test).
+    with ImageServer(images[2].parent) as server:
+        result = cutout("enqueue", str(images[0]), str(images[1]), f"{server.url}/photo2.png",
+                        "--batch", "good", "--out", str(out), "--wait", "--erode-size", "5",
+                        env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert batch_counts("good", env) == {**ALL_ZERO, "SUCCEEDED": 3}
+    lines = cutout("results", "--batch", "good", env=env).stdout.splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        reference, paths = line.split(" -> ")
+        cut = Path(paths)
+        assert cut.parent == out and cut.stem == Path(reference).stem
+        with Image.open(cut) as image:
+            assert image.mode == "RGBA" and image.size == (64, 48)
+    assert emulator.key_stats()["calls"]["RemoveBackground"]["ok"] == 3
+
+
+def test_a_failed_job_makes_wait_exit_non_zero_and_status_gives_the_reason(
+    env: dict[str, str], tmp_path: Path, images: list[Path], emulator: EmulatorProcess,
+    workers: list[WorkerProcess],
+) -> None:
+    # The Box is valid on its own but reaches outside the 64x48 image: the worker refuses it.
+    result = cutout("enqueue", str(images[0]), "--batch", "outside", "--box", "0,0,500,500",
+                    "--out", str(tmp_path / "out"), "--wait", env=env)
+    assert result.returncode == 1
+    assert batch_counts("outside", env) == {**ALL_ZERO, "FAILED": 1}
+    status = cutout("status", "--batch", "outside", env=env)
+    assert "FAILED" in status.stdout and "Box" in status.stdout
+    retried = cutout("retry", "--batch", "outside", "--wait", env=env)
+    assert "re-queued 1 failed job" in retried.stdout
+    assert retried.returncode == 1
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("<!-- section: settings -->")[1].split("<!-- /section: settings -->")[0]
+    documented = set(re.findall(r"`CUTOUT_([A-Z0-9_]+)`", section))
+    assert {name.upper() for name in Settings.model_fields} <= documented
