@@ -19,6 +19,11 @@ __all__ = ["OutputStore", "output_names"]
 # the file then exists, so another job takes the next free name rather than overwrite it.
 CLAIM_TTL_S = 30 * 24 * 3600
 
+# mkstemp creates files readable by their owner only; cutouts are for other users too.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+
 
 def output_names(stem: str, count: int, *, only_mask: bool) -> list[str]:
     """The file names of a job's results: photo.png (photo.mask.png for a mask), then
@@ -74,6 +79,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
