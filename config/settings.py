@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # --- the global rate limiter ---
     rate_limit: float = Field(default=5.0, gt=0)  # API calls per second for the PublicKey
     rate_burst: int = Field(default=1, ge=1)
+    # The share of rate_limit left unused: a call reaches the API some milliseconds after its
+    # token, and that jitter (larger on a loaded machine) must not push any window above L.
+    rate_headroom: float = Field(default=0.07, ge=0, lt=1)
     max_in_flight: int = Field(default=8, ge=1)
     # After a throttle answer the rate drops by this factor, then recovers over this many seconds.
     throttle_backoff_factor: float = Field(default=0.5, gt=0, lt=1)

@@ -20,11 +20,8 @@ import redis
 from config import Settings
 from picpik.errors import RetryableError
 
-__all__ = ["HEADROOM", "Limiter", "TokenWait"]
+__all__ = ["Limiter", "TokenWait"]
 
-# The share of the configured rate the limiter keeps unused: a request reaches the API a few
-# milliseconds after its token, and that jitter must not push any one-second window above L.
-HEADROOM = 0.05
 MIN_FACTOR = 0.05  # the rate never drops below 5% of the configured one
 
 _FACTOR = """
@@ -41,7 +38,7 @@ end
 """
 
 # KEYS: state hash. ARGV: rate, burst, max_wait, recovery, take (1) or only look (0).
-# Returns {granted, delay or retry_in}.
+# Returns {granted, delay or retry_in, Redis time now}.
 _RESERVE = _FACTOR + """
 local now = clock()
 local st = redis.call('HMGET', KEYS[1], 'tat', 'factor', 'throttled_at')
@@ -50,12 +47,13 @@ local T = 1.0 / rate
 local tat = math.max(tonumber(st[1]) or now, now)
 local start = math.max(now, tat - (tonumber(ARGV[2]) - 1) * T)
 local delay = start - now
+local stamp = string.format('%.6f', now)
 if delay > tonumber(ARGV[3]) then
-  return {0, string.format('%.6f', delay - tonumber(ARGV[3]))}
+  return {0, string.format('%.6f', delay - tonumber(ARGV[3])), stamp}
 end
-if ARGV[5] == '0' then return {1, string.format('%.6f', delay)} end
+if ARGV[5] == '0' then return {1, string.format('%.6f', delay), stamp} end
 redis.call('HSET', KEYS[1], 'tat', string.format('%.6f', tat + T))
-return {1, string.format('%.6f', delay)}
+return {1, string.format('%.6f', delay), stamp}
 """
 
 # KEYS: state hash. ARGV: rate, backoff factor, recovery, retry_after (0 = none).
@@ -109,22 +107,29 @@ class Limiter:
         self._reserve = client.register_script(_RESERVE)
         self._throttled = client.register_script(_THROTTLED)
         self._slot = client.register_script(_SLOT)
+        self._clock = RedisClock()
 
     @property
     def rate(self) -> float:
         """The calls per second the limiter hands out when the API has not throttled."""
-        return self.settings.rate_limit * (1.0 - HEADROOM)
+        return self.settings.rate_limit * (1.0 - self.settings.rate_headroom)
 
     def reserve(self, max_wait_s: float, *, take: bool = True) -> float:
         """Take a token that starts within max_wait_s; return the delay until it starts.
         Raises TokenWait (no token taken) when the next free start is further away.
         With take=False only look: would a token be free within max_wait_s now?"""
+        return self._reserve_slot(max_wait_s, take)[0]
+
+    def _reserve_slot(self, max_wait_s: float, take: bool) -> tuple[float, float]:
+        """(delay as the script saw it, the start on this process's wall clock)."""
         args = [self.rate, self.settings.rate_burst, max_wait_s, self.settings.throttle_recovery_s,
                 int(take)]
-        granted, delay = self._reserve(keys=[self.state_key], args=args)
+        sent = time.time()
+        granted, delay, redis_now = self._reserve(keys=[self.state_key], args=args)
+        self._clock.observe(sent, float(redis_now), time.time())
         if not int(granted):
             raise TokenWait(float(delay))
-        return float(delay)
+        return float(delay), self._clock.local(float(redis_now) + float(delay))
 
     def throttled(self, retry_after_s: float | None = None) -> float:
         """Tell every process the API throttled us; return the new rate factor."""
@@ -145,21 +150,45 @@ class Limiter:
     def call(self, max_wait_s: float, lease_s: float = 60.0) -> Iterator[None]:
         """Wait for a token (at most max_wait_s, else TokenWait) and a free in-flight slot,
         then run the body: one API call."""
-        start = time.monotonic() + self.reserve(max_wait_s)
+        # The start is a time on Redis's clock, shared by every process: a process held up
+        # after the answer still leaves at its start, not a moment later than its neighbours.
+        _, start = self._reserve_slot(max_wait_s, take=True)
+        time.sleep(max(0.0, start - time.time()))
+        # Only calls actually open count as in flight: a slot held while sleeping for a start
+        # would make the next caller miss its own start and bunch up with the one after.
         lease = uuid.uuid4().hex
-        deadline = start + lease_s
+        deadline = time.time() + lease_s
         while not self._slot(keys=[self.inflight_key],
-                             args=[self.settings.max_in_flight, lease, lease_s + max_wait_s]):
-            if time.monotonic() > deadline:
+                             args=[self.settings.max_in_flight, lease, lease_s]):
+            if time.time() > deadline:
                 raise TokenWait(0.5)
-            time.sleep(0.01)  # calls in flight end within their timeout; this wait is short
-        # Everything else is done before the wait, so the call leaves right at its slot:
-        # the less jitter between token and call, the less headroom the limit needs.
-        time.sleep(max(0.0, start - time.monotonic()))
+            time.sleep(0.005)  # calls in flight end within their timeout; this wait is short
         try:
             yield
         finally:
             self.redis.zrem(self.inflight_key, lease)
+
+
+class RedisClock:
+    """The offset between this process's wall clock and Redis's, from the round trips the
+    limiter makes anyway (the one with the shortest round trip is the most exact; older
+    observations age out so a stepped clock is followed)."""
+
+    AGE_OUT_S = 60.0
+
+    def __init__(self) -> None:
+        self.offset_s = 0.0  # Redis time minus local time
+        self._error_s = float("inf")
+        self._seen_at = 0.0
+
+    def observe(self, sent: float, redis_now: float, received: float) -> None:
+        error = (received - sent) / 2
+        if error <= self._error_s or received - self._seen_at > self.AGE_OUT_S:
+            self.offset_s = redis_now - (sent + error)
+            self._error_s, self._seen_at = error, received
+
+    def local(self, redis_time: float) -> float:
+        return redis_time - self.offset_s
 
 
 def _redis_now(client: redis.Redis) -> float:

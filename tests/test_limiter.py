@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from config import Settings
-from tasks.limiter import HEADROOM, Limiter, TokenWait
+from tasks.limiter import Limiter, TokenWait
 
 
 def make(redis_url: str, **kw: object) -> Limiter:
@@ -31,7 +31,8 @@ def test_tokens_are_spaced_by_the_rate_after_the_burst(redis_url: str) -> None:
 
 def test_the_limiter_keeps_headroom_below_the_configured_rate(redis_url: str) -> None:
     limiter = make(redis_url, rate_limit=10)
-    assert limiter.rate == pytest.approx(10 * (1 - HEADROOM)) and limiter.rate < 10
+    assert limiter.rate == pytest.approx(10 * (1 - limiter.settings.rate_headroom))
+    assert limiter.rate < 10
 
 
 def test_a_caller_that_would_wait_too_long_gets_no_token_and_a_time_to_come_back(
