@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from PIL import Image
 
 from picpik.errors import InvalidInput
@@ -154,3 +155,38 @@ def test_failed_jobs_of_a_batch_can_be_retried_under_the_same_ids(pipeline: Pipe
     record = api.wait([job_id], timeout_s=30, settings=s)[job_id]
     assert record.state is JobState.SUCCEEDED and record.error_message is None
     assert record.attempts == 2
+
+
+def test_the_private_key_is_nowhere_in_redis_nor_in_the_worker_logs(pipeline: Pipeline) -> None:
+    s = pipeline.settings
+    files = write_pngs(pipeline.inputs / "secret", 3, prefix="s")
+    ids = api.enqueue_many([str(p) for p in files], batch="secret", settings=s)
+    bad = api.enqueue(str(pipeline.inputs / "secret" / "missing.png"), batch="secret", settings=s)
+    records = api.wait([*ids, bad], timeout_s=60, settings=s)
+    assert Counter(r.state for r in records.values()) == {JobState.SUCCEEDED: 3,
+                                                         JobState.FAILED: 1}
+    secret = s.private_key_value()
+    client = redis.Redis.from_url(s.redis_url)
+    for key in client.scan_iter(count=1000):
+        assert secret.encode() not in _dump(client, key), key
+    full_logs = "\n".join(w.log_text() for w in pipeline.workers)
+    assert "succeeded" in full_logs.lower() or "received" in full_logs.lower()
+    assert secret not in full_logs
+
+
+def _dump(client: redis.Redis, key: bytes) -> bytes:
+    """Every byte a key holds, whatever its type (messages, ledger, events, results)."""
+    kind = client.type(key)
+    if kind == b"string":
+        return client.get(key) or b""
+    if kind == b"hash":
+        return repr(client.hgetall(key)).encode()
+    if kind == b"list":
+        return repr(client.lrange(key, 0, -1)).encode()
+    if kind == b"set":
+        return repr(client.smembers(key)).encode()
+    if kind == b"zset":
+        return repr(client.zrange(key, 0, -1)).encode()
+    if kind == b"stream":
+        return repr(client.xrange(key)).encode()
+    return b""
