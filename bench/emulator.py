@@ -9,9 +9,7 @@ same run, so the ratio shows what the API's own work costs. Usage:
 from __future__ import annotations
 
 import argparse
-import base64
 import http.client
-import io
 import json
 import multiprocessing as mp
 import os
@@ -23,10 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from PIL import Image
-
 from picpik.signing import sign
-from tests.support.emulator_server import EmulatorProcess, image_data_uri
+from tests.support.emulator_server import EmulatorProcess, image_data_uri, noise_png_uri
 
 __all__ = ["main"]
 
@@ -46,16 +42,9 @@ def _signed(emulator: EmulatorProcess, params: dict[str, Any]) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def _noise_png_uri(side: int) -> str:
-    """A PNG of random pixels (it does not compress: side 600 is about 1 MB)."""
-    buffer = io.BytesIO()
-    Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(buffer, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
 def _workloads(emulator: EmulatorProcess) -> list[Workload]:
     submit = _signed(emulator, {"Action": "RemoveBackground", "RawImage": image_data_uri(64, 48)})
-    large = _signed(emulator, {"Action": "RemoveBackground", "RawImage": _noise_png_uri(600)})
+    large = _signed(emulator, {"Action": "RemoveBackground", "RawImage": noise_png_uri(600)})
     uids = [emulator.call("RemoveBackground", {"RawImage": image_data_uri()}).json()["TaskUID"]
             for _ in range(100)]
     return [

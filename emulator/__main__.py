@@ -57,7 +57,6 @@ def parse_args(argv: Sequence[str] | None = None) -> EmulatorSettings:
     except ValidationError as exc:
         first = exc.errors()[0]
         parser.error(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
-        raise  # parser.error exits; this line is for the type checker
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -31,11 +31,11 @@ log = logging.getLogger("emulator")
 TRANSPORT_SCOPE_KEY = "cutout.transport"  # set by emulator.server's protocol, for dropped calls
 _LARGE_BODY = 256 * 1024  # above this, parsing and hashing run in a thread, off the event loop
 _DROPPED = frozenset({"fault_drop", "fault_drop_after"})
+_IDENTITY = {"PublicKey": "key", "Action": "action", "request_uuid": "request_uuid"}  # -> call
 
 
 async def handle_api(request: Request) -> Response:
     state: EmulatorState = request.app.state.emulator
-    now = time.monotonic()
     call: dict[str, Any] = {"t": time.time(), "key": "", "action": "", "outcome": "ok",
                             "retcode": 0, "request_uuid": None, "task_uid": None, "slow": False}
     headers: dict[str, str] = {}
@@ -44,8 +44,8 @@ async def handle_api(request: Request) -> Response:
         params = await _parse(body)
         _identify(call, params)
         if _inject_faults(state, call):
-            return await _drop(request, state, call, now)
-        extra = await _serve(request, state, params, now, large=len(body) > _LARGE_BODY)
+            return await _drop(request, state, call)
+        extra = await _serve(request, state, params, large=len(body) > _LARGE_BODY)
         call["task_uid"] = extra.get("TaskUID")
         status, message = 200, ""
     except Refusal as refusal:
@@ -62,8 +62,8 @@ async def handle_api(request: Request) -> Response:
               "request_uuid": call["request_uuid"] or "", **extra}
     if state.dice(state.config.faults.drop_after):  # processed, paid, and the answer lost
         call["outcome"] = "fault_drop_after"
-        return await _drop(request, state, call, now)
-    await _finish(state, call, now)
+        return await _drop(request, state, call)
+    await _finish(state, call)
     return Response(json.dumps(answer, separators=(",", ":")), status, headers,
                     media_type="application/json")
 
@@ -71,26 +71,28 @@ async def handle_api(request: Request) -> Response:
 async def _read_body(request: Request, limit: int) -> bytes:
     """The whole body, refused (HTTP 413) as soon as it is known to exceed `limit` bytes."""
     declared = request.headers.get("content-length", "")
-    too_large = Refusal(RetCode.BAD_PARAMETER, "bad_request", f"larger than {limit} bytes",
-                        field="body", http_status=413)
     if declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise _too_large(limit)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _too_large(limit: int) -> Refusal:
+    return Refusal(RetCode.BAD_PARAMETER, "bad_request", f"larger than {limit} bytes",
+                   field="body", http_status=413)
 
 
 async def _parse(body: bytes) -> dict[str, Any]:
     try:
         params = await run_in_threadpool(json.loads, body) if len(body) > _LARGE_BODY else (
             json.loads(body))
-    except ValueError as exc:
-        raise Refusal(RetCode.BAD_PARAMETER, "bad_request", "not a JSON object", field="body",
-                      http_status=400) from exc
+    except ValueError:  # not JSON, or not UTF-8 (UnicodeDecodeError is a ValueError too)
+        params = None
     if not isinstance(params, dict):
         raise Refusal(RetCode.BAD_PARAMETER, "bad_request", "not a JSON object", field="body",
                       http_status=400)
@@ -98,8 +100,8 @@ async def _parse(body: bytes) -> dict[str, Any]:
 
 
 def _identify(call: dict[str, Any], params: dict[str, Any]) -> None:
-    for name, field in (("PublicKey", "key"), ("Action", "action"), ("request_uuid",
-                                                                      "request_uuid")):
+    """Note who called and for what, before any check, so that refusals are logged too."""
+    for name, field in _IDENTITY.items():
         value = params.get(name)
         if isinstance(value, str):
             call[field] = value
@@ -119,7 +121,7 @@ def _inject_faults(state: EmulatorState, call: dict[str, Any]) -> bool:
     return False
 
 
-async def _serve(request: Request, state: EmulatorState, params: dict[str, Any], now: float, *,
+async def _serve(request: Request, state: EmulatorState, params: dict[str, Any], *,
                  large: bool) -> dict[str, Any]:
     key = params.get("PublicKey")
     private = state.keys.get(key) if isinstance(key, str) else None
@@ -127,15 +129,18 @@ async def _serve(request: Request, state: EmulatorState, params: dict[str, Any],
         raise Refusal(RetCode.UNKNOWN_KEY, "unknown_key", "not a configured key",
                       field="PublicKey")
     await _check_signature(params, private, large)
+    # Read now, not when the call began: a slow upload or a long signature check must not
+    # count the call in a window that had passed before it could be admitted.
+    now = time.monotonic()
     _admit(state, key, now)
-    if not isinstance(params.get("request_uuid", ""), str):
-        raise Refusal(RetCode.BAD_PARAMETER, "bad_parameter", "must be a string",
-                      field="request_uuid")
     name = params.get("Action")
     action = ACTIONS.get(name) if isinstance(name, str) else None
     if action is None:
         raise Refusal(RetCode.UNKNOWN_ACTION, "unknown_action", "not an Action of this server",
                       field="Action")
+    if not isinstance(params.get("request_uuid", ""), str):  # the first parameter checked
+        raise Refusal(RetCode.BAD_PARAMETER, "bad_parameter", "must be a string",
+                      field="request_uuid")
     base_url = state.settings.public_url or str(request.base_url)
     ctx = CallContext(state, params, key, now, base_url.rstrip("/"), large)
     return await action(ctx)
@@ -146,7 +151,8 @@ async def _check_signature(params: dict[str, Any], private: str, large: bool) ->
     if not isinstance(given, str):
         raise Refusal(RetCode.BAD_SIGNATURE, "bad_signature", "missing", field="Signature")
     expected = await run_in_threadpool(sign, params, private) if large else sign(params, private)
-    if not hmac.compare_digest(given, expected):  # lowercase hex, as the contract says
+    # Lowercase hex only. compare_digest raises TypeError on non-ASCII str: checked first.
+    if not (given.isascii() and hmac.compare_digest(given, expected)):
         raise Refusal(RetCode.BAD_SIGNATURE, "bad_signature", "does not match the parameters",
                       field="Signature")
 
@@ -155,7 +161,8 @@ def _admit(state: EmulatorState, key: str, now: float) -> None:
     config = state.config
     wait_s = state.ledger(key).admit(now, config.rate_window_s, config.window_capacity)
     if wait_s is not None:
-        raise _throttled(state, "throttled", f"over the rate limit of {config.rate_limit:g} "
+        # The window's capacity, not rate_limit (calls per second), which this would misstate.
+        raise _throttled(state, "throttled", f"over the rate limit of {config.window_capacity} "
                          f"calls per {config.rate_window_s:g} s", wait_s)
 
 
@@ -167,20 +174,19 @@ def _throttled(state: EmulatorState, outcome: str, message: str, wait_s: float) 
     return refusal
 
 
-async def _finish(state: EmulatorState, call: dict[str, Any], now: float) -> None:
+async def _finish(state: EmulatorState, call: dict[str, Any]) -> None:
     """Record the call, then hold the answer back when a slow-answer fault says so."""
     faults = state.config.faults
     slow = call["outcome"] not in _DROPPED and state.dice(faults.slow_rate)
     call["slow"] = slow
-    state.record(call, now)
+    state.record(call, time.monotonic())  # calls are recorded in the order of their times
     if slow:
         state.ledger(call["key"]).slow_answers += 1
         await asyncio.sleep(faults.slow_s)
 
 
-async def _drop(request: Request, state: EmulatorState, call: dict[str, Any],
-                now: float) -> Response:
-    await _finish(state, call, now)
+async def _drop(request: Request, state: EmulatorState, call: dict[str, Any]) -> Response:
+    await _finish(state, call)
     transport = request.scope.get(TRANSPORT_SCOPE_KEY)
     if transport is not None:
         transport.abort()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,25 +41,10 @@ class RuntimeConfig:
 
     @classmethod
     def from_settings(cls, settings: EmulatorSettings) -> RuntimeConfig:
-        faults = Faults(
-            error_5xx=settings.fault_error_5xx,
-            drop=settings.fault_drop,
-            drop_after=settings.fault_drop_after,
-            throttle=settings.fault_throttle,
-            slow_rate=settings.fault_slow_rate,
-            slow_s=settings.fault_slow_s,
-            task_error=settings.fault_task_error,
-            result_5xx=settings.fault_result_5xx,
-        )
-        return cls(
-            rate_limit=settings.rate_limit,
-            rate_window_s=settings.rate_window_s,
-            throttle_http_status=settings.throttle_http_status,
-            queue_s=settings.queue_s,
-            run_s=settings.run_s,
-            result_ttl_s=settings.result_ttl_s,
-            faults=faults,
-        )
+        """The settings' values, by name: each field here, and `fault_<name>` for each fault."""
+        faults = Faults(**{f.name: getattr(settings, f"fault_{f.name}") for f in fields(Faults)})
+        values = {f.name: getattr(settings, f.name) for f in fields(cls) if f.name != "faults"}
+        return cls(faults=faults, **values)
 
     @property
     def window_capacity(self) -> int | None:

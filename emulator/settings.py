@@ -20,7 +20,10 @@ Rate = Annotated[float, Field(ge=0, le=1)]
 class EmulatorSettings(BaseSettings):
     """What the local API server starts with."""
 
-    model_config = SettingsConfigDict(env_prefix="CUTOUT_EMULATOR_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a ValidationError would otherwise quote every key pair, PrivateKeys
+    # included, when one of them is malformed.
+    model_config = SettingsConfigDict(env_prefix="CUTOUT_EMULATOR_", extra="ignore", frozen=True,
+                                      hide_input_in_errors=True)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)  # 0: a free port, printed when ready
@@ -88,7 +91,9 @@ def parse_key_pairs(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     result: dict[str, str] = {}
     for pair in pairs:
         public, sep, private = pair.partition(":")
-        if not sep or not public or not private:
+        if not sep:  # then the whole string, a PrivateKey perhaps, is in `public`: not shown
+            raise ValueError("a key must be PUBLIC:PRIVATE (one has no ':')")
+        if not public or not private:
             raise ValueError(f"a key must be PUBLIC:PRIVATE (got one for {public or '?'!r})")
         result[public] = private
     return result

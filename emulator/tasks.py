@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from picpik.models import RemoveBackgroundOptions
 
-__all__ = ["TASK_ERROR_CODE", "Task", "TaskStore"]
+__all__ = ["TASK_ERROR_CODE", "Task", "TaskStore", "new_task_uid"]
 
 TASK_ERROR_CODE = 1001  # ErrorCode of a task that ends in Error
 

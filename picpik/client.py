@@ -33,7 +33,7 @@ from picpik.models import (
 from picpik.signing import sign
 from picpik.translate import malformed_answer, retcode_error, status_error, transport_error
 
-__all__ = ["IMAGE_MIME_TYPES", "PicpikClient", "new_session"]
+__all__ = ["PicpikClient", "new_session"]
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,9 @@ def new_session() -> requests.Session:
 class PicpikClient:
     """Calls RemoveBackground, ListTasksDetails and ListRunningTasks; downloads result images."""
 
-    def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._session = session if session is not None else new_session()
+        self._session = new_session()
         self._timeout = (settings.connect_timeout_s, settings.read_timeout_s)
         self._url = settings.api_base_url.rstrip("/") + "/"
 
@@ -80,10 +80,10 @@ class PicpikClient:
     ) -> RemoveBackgroundResponse:
         """Submit one image; the answer holds the TaskUID to poll. `request_uuid` is the job id."""
         checked = self._check_submission(image, mime, options, request_uuid)
-        params = {**self._common("RemoveBackground"), "request_uuid": request_uuid,
+        params = {**self._common("RemoveBackground", request_uuid), "request_uuid": request_uuid,
                   **checked.to_params()}
         prefix = f"data:{mime};base64," if self._settings.raw_image_data_uri else ""
-        body = build_signed_body(params, self._private_key(), large_name="RawImage",
+        body = build_signed_body(params, self._private_key(request_uuid), large_name="RawImage",
                                  large_prefix=prefix, large_bytes=image)
         answer = self._call("RemoveBackground", body, request_uuid)
         task_uid = answer.get("TaskUID")
@@ -137,12 +137,12 @@ class PicpikClient:
     def _call_small(
         self, action: str, extra: Mapping[str, Any], request_uuid: str | None
     ) -> dict[str, Any]:
-        params: dict[str, Any] = {**self._common(action), **extra}
+        params: dict[str, Any] = {**self._common(action, request_uuid), **extra}
         if request_uuid:
             params["request_uuid"] = request_uuid
         # Signed over the very dict that is serialised, so both sides see the same values.
-        body = json.dumps({**params, "Signature": sign(params, self._private_key())},
-                          separators=(",", ":")).encode()
+        signature = sign(params, self._private_key(request_uuid))
+        body = json.dumps({**params, "Signature": signature}, separators=(",", ":")).encode()
         return self._call(action, body, request_uuid)
 
     def _call(self, action: str, body: bytes | bytearray, job_id: str | None) -> dict[str, Any]:
@@ -151,7 +151,8 @@ class PicpikClient:
             # A bytearray goes out as one buffer with its Content-Length (urllib3 sends any
             # buffer as is); typeshed only lists bytes, and bytes(body) would copy the image.
             response = self._session.post(
-                self._url, data=cast(bytes, body), headers=_JSON_HEADERS, timeout=self._timeout
+                self._url, data=cast(bytes, body), headers=_JSON_HEADERS, timeout=self._timeout,
+                allow_redirects=False,  # a signed, paid call is never re-sent to another host
             )
         except requests.RequestException as exc:
             raise transport_error(exc, action, job_id, "api_base_url") from exc
@@ -165,16 +166,17 @@ class PicpikClient:
             raise error
         return answer
 
-    def _common(self, action: str) -> dict[str, Any]:
+    def _common(self, action: str, job_id: str | None) -> dict[str, Any]:
         if not self._settings.public_key:
-            raise RejectedKey("no PublicKey configured (CUTOUT_PUBLIC_KEY)", field="PublicKey")
+            raise RejectedKey("no PublicKey configured (CUTOUT_PUBLIC_KEY)", field="PublicKey",
+                              job_id=job_id)
         return {"Action": action, "PublicKey": self._settings.public_key}
 
-    def _private_key(self) -> str:
+    def _private_key(self, job_id: str | None) -> str:
         try:
             return self._settings.private_key_value()
         except ValueError as exc:
-            raise RejectedKey(str(exc), field="PrivateKey") from exc
+            raise RejectedKey(str(exc), field="PrivateKey", job_id=job_id) from exc
 
     def _check_submission(
         self,
@@ -224,6 +226,8 @@ def _check_options(
 
 
 def _raise_for_status(response: requests.Response, what: str, job_id: str | None) -> None:
+    if response.is_redirect:  # not followed: see status_error
+        raise status_error(response, what, job_id)
     try:
         response.raise_for_status()
     except requests.HTTPError as exc:

@@ -29,6 +29,7 @@ __all__ = [
     "RemoveBackgroundResponse",
     "TaskDetail",
     "TaskState",
+    "invalid_input_from",
     "parse_options",
 ]
 
@@ -106,7 +107,8 @@ def invalid_input_from(exc: ValidationError) -> InvalidInput:
     first = exc.errors()[0]
     loc = [_api_name(part) for part in first["loc"]]
     field = ".".join(loc) or "request"
-    return InvalidInput(f"{first['msg']} (got {_shown(first.get('input'))})", field=field)
+    reason = first["msg"].removeprefix("Value error, ")  # pydantic's prefix for our own rules
+    return InvalidInput(f"{reason} (got {_shown(first.get('input'))})", field=field)
 
 
 def _api_name(part: str | int) -> str:

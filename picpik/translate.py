@@ -6,6 +6,7 @@ and the reason; they never hold a request body, a Signature or a URL's query (wh
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Mapping
@@ -105,6 +106,12 @@ def _cause_of(exc: BaseException) -> BaseException | None:
 def status_error(response: requests.Response, what: str, job_id: str | None) -> CutoutError:
     """Map a non-2xx HTTP status: 429 throttle, 5xx unavailable, the rest rejected."""
     status = response.status_code
+    if 300 <= status < 400:
+        # Following it would send the signed (paid) call to another host a second time.
+        return RejectedParameters(
+            f"{what}: HTTP {status}, the API redirected the call; redirects are not followed "
+            "(point CUTOUT_API_BASE_URL at the final address)", field="api_base_url",
+            job_id=job_id)
     if status == 429:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return Throttled(f"{what}: HTTP 429 throttled", retry_after_s=retry_after, job_id=job_id)
@@ -119,9 +126,11 @@ def parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # "inf" and "nan" parse as floats, but are no usable wait
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError, IndexError):

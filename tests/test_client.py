@@ -169,6 +169,18 @@ def test_a_missing_private_key_is_refused_before_any_call(emulator: EmulatorProc
     assert calls_made(emulator) == 0
 
 
+@pytest.mark.parametrize(("unset", "field"), [({"public_key": ""}, "PublicKey"),
+                                              ({"private_key": None}, "PrivateKey")], ids=str)
+def test_a_submit_without_a_key_is_refused_naming_the_job_and_the_key(
+    emulator: EmulatorProcess, unset: dict[str, Any], field: str
+) -> None:
+    with client_for(emulator, **unset) as client, pytest.raises(RejectedKey) as caught:
+        client.remove_background(png(), "image/png", {}, UUID)
+    assert (caught.value.job_id, caught.value.field) == (UUID, field)
+    assert f"job {UUID}" in str(caught.value)
+    assert calls_made(emulator) == 0
+
+
 def test_an_account_out_of_credits_gets_a_permanent_error(emulator: EmulatorProcess) -> None:
     emulator.configure(credits={emulator.public_key: 1})
     with client_for(emulator) as client:

@@ -25,6 +25,7 @@ from picpik.errors import (
     Throttled,
     Unavailable,
 )
+from picpik.models import RemoveBackgroundOptions
 from picpik.translate import parse_retry_after
 from tests.support.api_client import UUID, calls_made, client_for, free_port, png, wait_until_done
 
@@ -96,7 +97,6 @@ def test_nobody_listening_is_unavailable_and_surely_not_accepted() -> None:
     assert caught.value.maybe_accepted is False
 
 
-
 @pytest.mark.parametrize("url", ["api.picpik.ai", "ftp://api.picpik.ai"])
 def test_an_unusable_api_base_url_is_refused_naming_the_setting(url: str) -> None:
     settings = Settings(_env_file=None, api_base_url=url, public_key="p",
@@ -150,6 +150,25 @@ def test_an_api_that_fails_after_the_request_was_sent_may_have_accepted_it(scrip
         server.server_close()
     assert isinstance(caught.value, RetryableError) and caught.value.maybe_accepted is True
 
+
+def test_a_redirect_is_never_followed_so_a_signed_call_is_not_sent_twice(
+        emulator: EmulatorProcess) -> None:
+    moved = (f"HTTP/1.1 307 Temporary Redirect\r\nLocation: {emulator.base_url}/\r\n"
+             "Content-Length: 0\r\n\r\n").encode()
+    server = scripted_server(moved, 0.0)
+    settings = Settings(_env_file=None, api_base_url=f"http://127.0.0.1:{server.server_address[1]}",
+                        public_key=emulator.public_key,
+                        private_key=SecretStr(emulator.private_key))
+    try:
+        with PicpikClient(settings) as client, pytest.raises(RejectedParameters) as caught:
+            client.remove_background(png(), "image/png", RemoveBackgroundOptions(), UUID)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert caught.value.field == "api_base_url" and "307" in caught.value.message
+    assert calls_made(emulator) == 0
+
+
 # --- downloads ---
 
 
@@ -189,7 +208,7 @@ def test_no_log_line_or_error_holds_the_body_the_signature_or_the_key(
 @pytest.mark.parametrize(
     ("header", "seconds"),
     [("7", 7.0), ("0.5", 0.5), ("-3", 0.0), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
-     ("soon", None), (None, None)],
+     ("soon", None), ("inf", None), ("nan", None), (None, None)],
 )
 def test_retry_after_is_read_as_seconds_or_an_http_date(
     header: str | None, seconds: float | None

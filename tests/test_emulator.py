@@ -6,9 +6,7 @@ pin the server's side of the contract on their own.
 
 from __future__ import annotations
 
-import base64
 import io
-import os
 import time
 from typing import Any
 
@@ -17,7 +15,7 @@ import requests
 from PIL import Image
 
 from picpik.signing import sign
-from tests.support.emulator_server import EmulatorProcess, image_data_uri
+from tests.support.emulator_server import EmulatorProcess, image_data_uri, noise_png_uri
 
 
 def submit(emulator: EmulatorProcess, **options: Any) -> dict[str, Any]:
@@ -149,13 +147,6 @@ def test_a_bare_base64_raw_image_is_accepted_like_a_data_uri(emulator: EmulatorP
     assert emulator.call("RemoveBackground", {"RawImage": bare}).json()["RetCode"] == 0
 
 
-def noise_png_uri(side: int) -> str:
-    """A PNG that does not compress, so its body is large (side 400: about 650 kB of base64)."""
-    buffer = io.BytesIO()
-    Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(buffer, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
 def test_a_large_image_is_checked_off_the_event_loop_with_the_same_rules(
     emulator: EmulatorProcess
 ) -> None:
@@ -174,6 +165,14 @@ def test_a_signature_in_upper_case_hex_is_refused(emulator: EmulatorProcess) -> 
     body["Signature"] = sign(body, emulator.private_key).upper()
     answer = requests.post(f"{emulator.base_url}/", json=body, timeout=10).json()
     assert answer["RetCode"] == 120
+
+
+def test_a_signature_with_non_ascii_characters_is_refused_with_120_not_an_internal_error(
+    emulator: EmulatorProcess
+) -> None:
+    body = {"Action": "ListRunningTasks", "PublicKey": emulator.public_key, "Signature": "é" * 40}
+    response = requests.post(f"{emulator.base_url}/", json=body, timeout=10)
+    assert (response.status_code, response.json()["RetCode"]) == (200, 120)
 
 
 def test_a_task_goes_from_queuing_through_running_to_finished_with_an_rgba_png(

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import time
 from collections import Counter
 from typing import Any
 
 import pytest
 import requests
 
+from picpik.signing import sign
 from tests.support.emulator_server import EmulatorProcess, image_data_uri
 
 
@@ -18,6 +22,11 @@ def retcode(emulator: EmulatorProcess, action: str = "ListRunningTasks", **kw: A
 
 def submit_retcode(emulator: EmulatorProcess) -> int:
     return retcode(emulator, "RemoveBackground", params={"RawImage": image_data_uri()})
+
+
+def signed_body(emulator: EmulatorProcess, action: str) -> dict[str, Any]:
+    body = {"Action": action, "PublicKey": emulator.public_key}
+    return {**body, "Signature": sign(body, emulator.private_key)}
 
 
 def test_calls_beyond_the_rate_limit_get_140_and_admitted_calls_never_exceed_it(
@@ -36,6 +45,36 @@ def test_calls_beyond_the_rate_limit_get_140_and_admitted_calls_never_exceed_it(
 def test_the_rate_limit_counts_every_action_of_a_key_together(emulator: EmulatorProcess) -> None:
     emulator.configure(rate_limit=0.2, rate_window_s=10)  # 2 calls per window
     assert [submit_retcode(emulator), retcode(emulator), retcode(emulator)] == [0, 0, 140]
+
+
+def test_a_throttle_message_states_the_calls_allowed_in_the_window(
+    emulator: EmulatorProcess
+) -> None:
+    emulator.configure(rate_limit=0.1, rate_window_s=20)  # 2 calls per 20 s window
+    answers = [emulator.call("ListRunningTasks").json() for _ in range(3)]
+    assert [answer["RetCode"] for answer in answers] == [0, 0, 140]
+    assert answers[-1]["Message"] == "over the rate limit of 2 calls per 20 s"
+
+
+def test_a_call_is_admitted_when_its_body_has_arrived_not_when_it_began(
+    emulator: EmulatorProcess
+) -> None:
+    # The limiter must judge a call at the time it admits it: judged by when it began, this
+    # slow call would be counted in the window of a call that came and went meanwhile.
+    emulator.configure(rate_limit=1, rate_window_s=1)
+    body = json.dumps(signed_body(emulator, "ListRunningTasks")).encode()
+    with socket.create_connection(("127.0.0.1", emulator.port), timeout=10) as slow:
+        slow.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
+        time.sleep(0.2)  # the server has begun the slow call
+        assert retcode(emulator) == 0  # another call takes the window's one slot
+        time.sleep(1.2)  # that window passes
+        slow.sendall(body[10:])
+        answer = b""
+        while not answer.endswith(b"}") and (chunk := slow.recv(65536)):
+            answer += chunk
+    assert b'"RetCode":0' in answer, answer
+    assert emulator.key_stats()["max_admitted_in_window"] == 1
 
 
 def test_a_throttle_can_be_http_429_with_retry_after(emulator: EmulatorProcess) -> None:

@@ -59,6 +59,17 @@ def test_a_config_patch_changes_only_the_fields_it_sets() -> None:
     assert (patched.rate_limit, patched.queue_s, patched.faults.drop) == (3, 2, 0.5)
 
 
+def test_the_runtime_config_starts_from_the_settings_and_their_fault_fractions() -> None:
+    settings = EmulatorSettings(rate_limit=4, rate_window_s=2, throttle_http_status=429,
+                                queue_s=3, run_s=5, result_ttl_s=7, fault_drop=0.25,
+                                fault_slow_s=1.5, fault_result_5xx=0.75)
+    config = RuntimeConfig.from_settings(settings)
+    assert (config.rate_limit, config.rate_window_s, config.throttle_http_status) == (4, 2, 429)
+    assert (config.queue_s, config.run_s, config.result_ttl_s) == (3, 5, 7)
+    assert (config.faults.drop, config.faults.slow_s, config.faults.result_5xx) == (0.25, 1.5, 0.75)
+    assert config.faults.error_5xx == 0
+
+
 def test_key_pairs_come_comma_separated_and_a_malformed_one_is_refused() -> None:
     settings = EmulatorSettings(keys="a:s3cret,b:2")
     assert settings.key_pairs() == {"a": "s3cret", "b": "2"}
@@ -66,6 +77,14 @@ def test_key_pairs_come_comma_separated_and_a_malformed_one_is_refused() -> None
         EmulatorSettings(keys=("no-colon",))
     assert "PUBLIC:PRIVATE" in str(caught.value)
     assert "s3cret" not in repr(settings) and "s3cret" not in str(settings)
+
+
+@pytest.mark.parametrize("keys", ["a:s3cret,b=s3cret", "a:s3cret,b:"], ids=str)
+def test_a_malformed_key_pair_is_refused_without_showing_any_private_key(keys: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        EmulatorSettings(keys=keys)
+    assert "PUBLIC:PRIVATE" in str(caught.value)
+    assert "s3cret" not in str(caught.value)
 
 
 def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import time
 from typing import Any
 
-from PIL import Image
 from pydantic import SecretStr
 
 from config.settings import Settings
 from picpik.client import PicpikClient
 from picpik.models import TaskDetail
-from tests.support.emulator_server import EmulatorProcess
+from tests.support.emulator_server import EmulatorProcess, image_bytes
 from tests.support.redis_server import free_port
 
 __all__ = ["UUID", "calls_made", "client_for", "free_port", "png", "wait_until_done"]
@@ -21,9 +19,7 @@ UUID = "0b7d5c1e-6f0a-4c1e-9d3b-2a4f6e8c0d11"
 
 
 def png(width: int = 24, height: int = 16) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), (200, 40, 40)).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return image_bytes(width, height, "PNG")
 
 
 def client_for(emulator: EmulatorProcess, **overrides: Any) -> PicpikClient:

@@ -26,9 +26,17 @@ from PIL import Image
 
 from picpik.signing import sign
 
-__all__ = ["EmulatorProcess", "emulator", "emulator_process", "image_data_uri"]
+__all__ = [
+    "EmulatorProcess",
+    "emulator",
+    "emulator_process",
+    "image_bytes",
+    "image_data_uri",
+    "noise_png_uri",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# emulator.server.READY_PREFIX, not imported: that would load uvicorn into every test run.
 READY_PREFIX = "emulator listening on "
 START_TIMEOUT_S = 20.0
 
@@ -159,12 +167,25 @@ class EmulatorProcess:
         self.stop()
 
 
-def image_data_uri(width: int = 64, height: int = 48, fmt: str = "PNG") -> str:
-    """A small real image as the data URI a RawImage carries."""
+def image_bytes(width: int = 64, height: int = 48, fmt: str = "PNG") -> bytes:
+    """A small real image, one flat colour, in Pillow format `fmt`."""
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), (200, 40, 40)).save(buffer, format=fmt)
-    mime = Image.MIME[fmt]
-    return f"data:{mime};base64,{base64.b64encode(buffer.getvalue()).decode()}"
+    return buffer.getvalue()
+
+
+def image_data_uri(width: int = 64, height: int = 48, fmt: str = "PNG") -> str:
+    """A small real image as the data URI a RawImage carries."""
+    encoded = base64.b64encode(image_bytes(width, height, fmt)).decode()
+    return f"data:{Image.MIME[fmt]};base64,{encoded}"
+
+
+def noise_png_uri(side: int) -> str:
+    """A PNG of random pixels as a data URI: it does not compress, so the body is large (side
+    400: about 650 kB of base64; side 600: about 1.4 MB)."""
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 _shared: list[EmulatorProcess] = []  # one process, however many modules import the fixture
