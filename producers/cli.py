@@ -17,7 +17,9 @@ from typing import Any, NoReturn
 
 import click
 import redis
+from kombu.exceptions import OperationalError
 from rich.console import Console
+from rich.markup import escape
 
 from config import Settings, get_settings
 from picpik.errors import CutoutError, InvalidInput
@@ -29,7 +31,7 @@ from producers.manifest import (
     read_references,
     validate_entries,
 )
-from producers.progress import STATES, TERMINAL_STATES, state_name, wait_with_progress
+from producers.progress import STATES, TERMINAL_STATES, wait_with_progress
 from producers.report import write_report
 
 __all__ = ["main"]
@@ -41,8 +43,8 @@ EXIT_REFUSED = 2
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 
-# Flag name -> option (Python name); values arrive as text and are converted, then validated
-# by picpik.models.parse_options, so every refusal names the API field the same way.
+# Option (Python name) -> its flag, metavar and help. Values arrive as text and are converted,
+# then validated by picpik.models.parse_options, so every refusal names the API field the same way.
 OPTION_FLAGS = {
     "box": ("--box", "X1,Y1,X2,Y2", "The subject's box (x1 < x2, y1 < y2, inside the image)."),
     "remove_type": ("--remove-type", "General|Anime", "The kind of image."),
@@ -71,32 +73,47 @@ def cli() -> None:
 def main() -> None:
     """Entry point: the command group, with expected failures as one line on stderr."""
     try:
+        # Not standalone, so that failures below reach this handler; click then returns
+        # instead of raising for --help.
         cli(standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except click.Abort:
         errors.print("aborted")
         sys.exit(130)
-    except (CutoutError, redis.RedisError) as exc:
-        errors.print(f"[red]error:[/] {exc}", highlight=False)
+    except (CutoutError, redis.RedisError, OperationalError, OSError) as exc:
+        errors.print(f"[red]error:[/] {escape(describe_failure(exc))}", highlight=False)
         sys.exit(EXIT_FAILED)
+
+
+def describe_failure(exc: Exception) -> str:
+    """One line on what went wrong, naming the setting to look at when a server is out of reach."""
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return f"cannot reach Redis (CUTOUT_REDIS_URL): {exc}"
+    if isinstance(exc, OperationalError):
+        # kombu's wrapper of any broker connection error, raised while publishing: the ledger
+        # already holds the jobs, and enqueueing them again would make duplicates.
+        return (f"cannot reach the broker (CUTOUT_BROKER_URL, by default CUTOUT_REDIS_URL): "
+                f"{str(exc).rstrip('.')}; the jobs recorded so far stay ACCEPTED and the "
+                "workers' sweeper publishes them later (do not enqueue them again)")
+    return str(exc)
 
 
 # --- enqueue ---
 
 
 @cli.command()
-@click.argument("references", nargs=-1)
-@click.option("--manifest", "manifests", multiple=True, type=click.Path(path_type=Path),
+@click.argument("references", nargs=-1, metavar="[PATH_OR_URL]...")
+@click.option("--manifest", "manifests", multiple=True, metavar="FILE",
+              type=click.Path(path_type=Path),
               help="A .txt, .csv or .jsonl list of references (repeatable).")
-@click.option("--batch", help="The batch name (default: a new one, printed).")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
-              help="Where the cutouts go (default: CUTOUT_OUTPUT_DIR).")
+@click.option("--batch", metavar="NAME", help="The batch name (default: a new one, printed).")
+@click.option("--out", metavar="DIR", type=click.Path(path_type=Path, file_okay=False),
+              help="Where the cutouts go (default: the workers' CUTOUT_OUTPUT_DIR).")
 @click.option("--wait", is_flag=True, help="Show progress until every job is finished.")
-@click.option("--timeout-s", type=float, default=None, help="Stop waiting after this long.")
+@click.option("--timeout-s", metavar="S", type=float, default=None,
+              help="With --wait: stop waiting after S seconds (exit 1 if jobs are left).")
 @option_flags
 def enqueue(
     references: tuple[str, ...],
@@ -117,9 +134,10 @@ def enqueue(
     # Absolute, because workers run elsewhere: a relative path would be their own cwd's.
     out = out.resolve() if out is not None else None
     job_ids = _enqueue_groups(jobs, batch=batch, out=out, settings=settings)
-    console.print(f"queued {len(job_ids)} job(s) in batch [bold]{batch}[/]", highlight=False)
+    console.print(f"queued {len(job_ids)} job(s) in batch [bold]{escape(batch)}[/]",
+                  highlight=False)
     if wait:
-        _wait_and_exit(job_ids, settings=settings, timeout_s=timeout_s)
+        _wait_and_exit(job_ids, batch=batch, settings=settings, timeout_s=timeout_s)
 
 
 def _entries_or_exit(references: Sequence[str], manifests: Sequence[Path]) -> list[Entry]:
@@ -151,7 +169,7 @@ def _validated_or_exit(
 
 def _refuse(reasons: Sequence[str]) -> NoReturn:
     for reason in reasons:
-        errors.print(f"[red]refused:[/] {reason}", highlight=False)
+        errors.print(f"[red]refused:[/] {escape(reason)}", highlight=False)
     errors.print("nothing was queued", highlight=False)
     sys.exit(EXIT_REFUSED)
 
@@ -170,14 +188,16 @@ def _enqueue_groups(
 
 
 def _wait_and_exit(
-    job_ids: Sequence[str], *, settings: Settings, timeout_s: float | None
+    job_ids: Sequence[str], *, batch: str, settings: Settings, timeout_s: float | None
 ) -> None:
     records = wait_with_progress(job_ids, console=console, settings=settings, timeout_s=timeout_s)
     _print_failures(list(records.values()))
-    states = [state_name(r.state) for r in records.values()]
+    states = [str(r.state) for r in records.values()]
     unfinished = len(job_ids) - sum(s in TERMINAL_STATES for s in states)
     if unfinished:
-        errors.print(f"{unfinished} job(s) not finished yet", highlight=False)
+        errors.print(f"{unfinished} job(s) not finished yet; they keep running "
+                     f"(follow them with: cutout status --batch {batch})",
+                     highlight=False, markup=False)
     if unfinished or any(s != "SUCCEEDED" for s in states):
         sys.exit(EXIT_FAILED)
 
@@ -187,7 +207,7 @@ def _wait_and_exit(
 
 @cli.command()
 @click.argument("job_id", required=False)
-@click.option("--batch", help="Show a whole batch instead of one job.")
+@click.option("--batch", metavar="NAME", help="Show a whole batch instead of one job.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(job_id: str | None, batch: str | None, as_json: bool) -> None:
     """A job's record, or a batch's counts by state and its failures."""
@@ -204,7 +224,7 @@ def status(job_id: str | None, batch: str | None, as_json: bool) -> None:
         click.echo(json.dumps(counts))
         return
     total = sum(counts.values())
-    console.print(f"batch [bold]{batch}[/]: {total} job(s)", highlight=False)
+    console.print(f"batch [bold]{escape(batch)}[/]: {total} job(s)", highlight=False)
     for state, n in counts.items():
         console.print(f"  {state:<22} {n}", highlight=False)
     if counts.get("FAILED") or counts.get("NEEDS_RECONCILIATION"):
@@ -214,7 +234,7 @@ def status(job_id: str | None, batch: str | None, as_json: bool) -> None:
 def _job_status(job_id: str, settings: Settings, as_json: bool) -> None:
     record = api.get_job(job_id, settings=settings)
     if record is None:
-        errors.print(f"no job {job_id}", highlight=False)
+        errors.print(f"no job {job_id}", highlight=False, markup=False)
         sys.exit(EXIT_FAILED)
     data = record.to_dict()
     if as_json:
@@ -231,48 +251,52 @@ def _job_status(job_id: str, settings: Settings, as_json: bool) -> None:
 def _print_failures(records: Sequence[api.JobRecord], out: Console = errors) -> None:
     """Each failed job: state, reference, stage/code/field, reason."""
     for record in records:
-        state = state_name(record.state)
+        state = str(record.state)
         if state in ("FAILED", "NEEDS_RECONCILIATION"):
             parts = (record.error_stage, record.error_code, record.error_field)
             where = "/".join(str(x) for x in parts if x)
-            out.print(
-                f"[red]{state}[/] {record.reference}: {where or 'unknown'}: "
-                f"{record.error_message or 'no reason recorded'}",
-                highlight=False,
-            )
+            detail = (f"{record.reference}: {where or 'unknown'}: "
+                      f"{record.error_message or 'no reason recorded'}")
+            out.print(f"[red]{state}[/] {escape(detail)}", highlight=False)
+
+
+BATCH = click.option("--batch", metavar="NAME", required=True, help="The batch name.")
 
 
 @cli.command()
-@click.option("--batch", required=True)
+@BATCH
 def results(batch: str) -> None:
     """Where each job's cutouts are: `reference -> path, path` (or its state)."""
     records = api.batch_jobs(batch, settings=get_settings())
     if not records:
-        errors.print(f"batch {batch} has no jobs", highlight=False)
+        errors.print(f"batch {batch} has no jobs", highlight=False, markup=False)
         sys.exit(EXIT_FAILED)
     for record in records:
-        state = state_name(record.state)
+        state = str(record.state)
         where = ", ".join(record.result_paths) if state == "SUCCEEDED" else f"({state})"
         click.echo(f"{record.reference} -> {where}")
 
 
 @cli.command()
-@click.option("--batch", required=True)
+@BATCH
 @click.option("--wait", is_flag=True, help="Show progress until the retried jobs finish.")
-@click.option("--timeout-s", type=float, default=None)
+@click.option("--timeout-s", metavar="S", type=float, default=None,
+              help="With --wait: stop waiting after S seconds (exit 1 if jobs are left).")
 def retry(batch: str, wait: bool, timeout_s: float | None) -> None:
     """Queue a batch's failed jobs again."""
     settings = get_settings()
     job_ids = api.retry_failed(batch, settings=settings)
-    console.print(f"re-queued {len(job_ids)} failed job(s) of batch {batch}", highlight=False)
+    console.print(f"re-queued {len(job_ids)} failed job(s) of batch {batch}", highlight=False,
+                  markup=False)
     if wait and job_ids:
-        _wait_and_exit(job_ids, settings=settings, timeout_s=timeout_s)
+        _wait_and_exit(job_ids, batch=batch, settings=settings, timeout_s=timeout_s)
 
 
 @cli.command()
-@click.option("--batch", required=True)
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
-              help="The HTML file (default: report.html beside the batch's cutouts).")
+@BATCH
+@click.option("--out", metavar="FILE", type=click.Path(path_type=Path, dir_okay=False),
+              help="The HTML file (default: report.html in the batch's --out folder, else "
+                   "CUTOUT_OUTPUT_DIR/report-NAME.html).")
 def report(batch: str, out: Path | None) -> None:
     """Write the batch's before/after page: one self-contained HTML file."""
     path = write_report(batch, out, settings=get_settings())

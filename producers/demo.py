@@ -19,16 +19,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import redis
 from rich.console import Console
+from rich.markup import escape
 
 from config import Settings, get_settings
 from picpik.errors import CutoutError
 from producers import api
 from producers.processes import ProcessGroup, free_port, port_is_free, redis_answers
-from producers.progress import state_name, wait_with_progress
+from producers.progress import wait_with_progress
 from producers.report import write_report
 
 __all__ = ["SAMPLES", "main", "write_samples"]
@@ -71,7 +73,6 @@ class Stack:
     """What the demo talks to: the settings every part shares, and what it had to start."""
 
     settings: Settings
-    env: dict[str, str]
     flower_url: str
     started: list[str]
     check: Callable[[], None]  # raises when a started process has died
@@ -95,7 +96,7 @@ def running_stack(settings: Settings, samples: Path, logs: Path) -> Iterator[Sta
         flower_url = _start_flower(group, settings, env)
         overrides: dict[str, Any] = {k.removeprefix("CUTOUT_").lower(): v for k, v in env.items()}
         started = [name for name, _ in group.started]
-        yield Stack(Settings(**overrides), env, flower_url, started, group.check_alive)
+        yield Stack(Settings(**overrides), flower_url, started, group.check_alive)
     finally:
         group.stop()
         shutil.rmtree(scratch, ignore_errors=True)
@@ -125,7 +126,7 @@ def run_demo(out: Path, keep: bool, timeout_s: float) -> int:
     settings = get_settings()
     out = out.resolve()
     samples = write_samples(out / "samples")
-    console.print(f"sample photos in [bold]{out / 'samples'}[/]:", highlight=False)
+    console.print(f"sample photos in [bold]{escape(str(out / 'samples'))}[/]:", highlight=False)
     for name, origin in SAMPLES.items():
         console.print(f"  {name}.jpg  ({origin})", highlight=False)
     with running_stack(settings, out / "samples", out / "logs") as stack:
@@ -134,7 +135,8 @@ def run_demo(out: Path, keep: bool, timeout_s: float) -> int:
         cutouts = out / batch
         ids = api.enqueue_many([str(p) for p in samples], batch=batch,
                                output_dir=str(cutouts), settings=stack.settings)
-        console.print(f"queued {len(ids)} jobs in batch [bold]{batch}[/]", highlight=False)
+        console.print(f"queued {len(ids)} jobs in batch [bold]{escape(batch)}[/]",
+                      highlight=False)
         records = wait_with_progress(ids, console=console, settings=stack.settings,
                                      timeout_s=timeout_s, check=stack.check)
         page = write_report(batch, cutouts / "report.html", settings=stack.settings)
@@ -148,10 +150,25 @@ def _print_stack(stack: Stack, logs: Path) -> None:
     s = stack.settings
     redis_note = "started by the demo" if "redis" in stack.started else "already running"
     api_note = "the local API server" if "emulator" in stack.started else "CUTOUT_API_BASE_URL"
-    console.print(f"redis:    {s.redis_url} ({redis_note})", highlight=False)
-    console.print(f"api:      {s.api_base_url} ({api_note}, PublicKey {s.public_key}, "
-                  f"{s.rate_limit:g} calls/s)", highlight=False)
-    console.print(f"started:  {', '.join(stack.started)}; logs in {logs}", highlight=False)
+    say(f"redis:    {printable_url(s.redis_url)} ({redis_note})")
+    say(f"api:      {s.api_base_url} ({api_note}, PublicKey {s.public_key}, "
+        f"{s.rate_limit:g} calls/s)")
+    say(f"started:  {', '.join(stack.started)}; logs in {logs}")
+
+
+def say(text: str) -> None:
+    """One line as it is: no rich markup or highlighting read into paths, URLs or reasons."""
+    console.print(text, markup=False, highlight=False)
+
+
+def printable_url(url: str) -> str:
+    """The URL with its password, if it has one, shown as `***`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user = userinfo.split(":", 1)[0]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
 
 
 def _print_outcome(
@@ -159,21 +176,21 @@ def _print_outcome(
 ) -> bool:
     ok = True
     for record in records.values():
-        state = state_name(record.state)
+        state = str(record.state)
         ok &= state == "SUCCEEDED"
         where = ", ".join(record.result_paths) if state == "SUCCEEDED" else \
             f"{state}: {record.error_code or ''} {record.error_message or ''}".strip()
-        console.print(f"  {Path(record.reference).name} -> {where}", highlight=False)
-    console.print(f"cutouts:  [bold]{cutouts}[/]", highlight=False)
-    console.print(f"page:     [bold]{page}[/]  (file://{page})", highlight=False)
-    console.print(f"flower:   {flower_url}", highlight=False)
+        say(f"  {Path(record.reference).name} -> {where}")
+    console.print(f"cutouts:  [bold]{escape(str(cutouts))}[/]", highlight=False)
+    console.print(f"page:     [bold]{escape(str(page))}[/]  ({escape(page.as_uri())})",
+                  highlight=False)
+    say(f"flower:   {flower_url}")
     return ok
 
 
 def _hold(stack: Stack) -> None:
-    console.print(f"keeping {', '.join(stack.started)} running; Ctrl-C stops them. "
-                  f"The cutout command reaches them with CUTOUT_REDIS_URL="
-                  f"{stack.settings.redis_url}", highlight=False)
+    say(f"keeping {', '.join(stack.started)} running; Ctrl-C stops them. The cutout command "
+        f"reaches them with CUTOUT_REDIS_URL={printable_url(stack.settings.redis_url)}")
     try:
         while True:
             time.sleep(1)
@@ -185,11 +202,13 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-@click.command()
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--out", metavar="DIR", type=click.Path(path_type=Path, file_okay=False),
+              default=None,
               help="Where samples, cutouts, the page and logs go (default: CUTOUT_OUTPUT_DIR).")
 @click.option("--keep", is_flag=True, help="Keep the started processes running until Ctrl-C.")
-@click.option("--timeout-s", type=float, default=600.0, show_default=True)
+@click.option("--timeout-s", metavar="S", type=float, default=600.0, show_default=True,
+              help="Stop waiting for the cutouts after S seconds.")
 def main(out: Path | None, keep: bool, timeout_s: float) -> None:
     """Run the whole pipeline on sample photos and write the before/after page."""
     # A polite `kill` (or a closed terminal) must stop the started processes too: exit through
@@ -202,7 +221,7 @@ def main(out: Path | None, keep: bool, timeout_s: float) -> None:
         console.print("interrupted; everything the demo started is stopped")
         code = 130
     except (RuntimeError, CutoutError, redis.RedisError) as exc:
-        console.print(f"[red]demo failed:[/] {exc}", highlight=False)
+        console.print(f"[red]demo failed:[/] {escape(str(exc))}", highlight=False)
         code = 1
     sys.exit(code)
 

@@ -46,7 +46,8 @@ _INT_OPTIONS = frozenset({"erode_size", "foreground_threshold", "background_thre
 
 @dataclass(frozen=True)
 class Entry:
-    """One image to cut out: its reference, the options it sets, and where it was listed."""
+    """One image to cut out: its reference, the options it sets, and where it was listed
+    (`MANIFEST:LINE`; empty for the command line)."""
 
     reference: str
     options: dict[str, Any] = field(default_factory=dict)
@@ -60,12 +61,17 @@ def is_url(text: str) -> bool:
 def read_references(items: Iterable[str], manifests: Iterable[Path] = ()) -> list[Entry]:
     """Every entry named on a command line: URLs, files, folders, then the manifests' entries.
 
-    Raises InvalidInput (field `reference`) for a path that does not exist or a scheme that is
-    not http/https.
+    Raises InvalidInput (field `reference`) for a path that does not exist, a scheme that is
+    not http/https, or a manifest given as an image.
     """
     entries: list[Entry] = []
     for item in items:
-        entries.extend(_expand(item, base=Path.cwd(), source="command line"))
+        if Path(item).suffix.lower() in MANIFEST_EXTENSIONS and Path(item).is_file():
+            # A list of images is never an image: say how to pass it instead of queueing a job
+            # that can only fail.
+            raise InvalidInput(f"{item} looks like a manifest: pass it as --manifest {item}",
+                               field="reference")
+        entries.extend(Entry(reference) for reference in _expand(item, base=Path.cwd()))
     for manifest in manifests:
         entries.extend(read_manifest(manifest))
     return entries
@@ -82,19 +88,19 @@ def read_manifest(path: Path) -> list[Entry]:
     if not path.is_file():
         raise InvalidInput(f"manifest {path} does not exist", field="manifest")
     entries: list[Entry] = []
-    for line_no, reference, options in readers[suffix](path):
+    base = path.parent.resolve()
+    for line_no, item, options in readers[suffix](path):
         source = f"{path}:{line_no}"
-        for entry in _expand(reference, base=path.parent.resolve(), source=source):
-            entries.append(Entry(entry.reference, options, source))
+        entries.extend(Entry(reference, options, source) for reference in _expand(item, base=base))
     return entries
 
 
-def _expand(item: str, *, base: Path, source: str) -> list[Entry]:
+def _expand(item: str, *, base: Path) -> list[str]:
     """A URL as is; a file (or file:// URL) as its absolute path; a folder as the images
     inside it."""
     text = item.strip()
     if is_url(text):
-        return [Entry(text, {}, source)]
+        return [text]
     if text.lower().startswith("file://"):
         text = unquote(urlsplit(text).path)
     if "://" in text:
@@ -102,9 +108,9 @@ def _expand(item: str, *, base: Path, source: str) -> list[Entry]:
     path = Path(text).expanduser()
     path = path if path.is_absolute() else base / path
     if path.is_dir():
-        return [Entry(str(image), {}, source) for image in _images_under(path)]
+        return [str(image) for image in _images_under(path)]
     if path.is_file():
-        return [Entry(str(path.resolve()), {}, source)]
+        return [str(path.resolve())]
     raise InvalidInput(f"{text}: no such file, folder or URL", field="reference")
 
 
@@ -122,15 +128,20 @@ def _images_under(folder: Path) -> list[Path]:
 Row = tuple[int, str, dict[str, Any]]
 
 
+# utf-8-sig: a byte order mark (Excel's "CSV UTF-8", Notepad) is dropped instead of becoming
+# part of the first reference or column name.
+ENCODING = "utf-8-sig"
+
+
 def _txt_rows(path: Path) -> Iterator[Row]:
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line_no, line in enumerate(path.read_text(encoding=ENCODING).splitlines(), start=1):
         text = line.strip()
         if text and not text.startswith("#"):
             yield line_no, text, {}
 
 
 def _csv_rows(path: Path) -> Iterator[Row]:
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding=ENCODING) as handle:
         reader = csv.DictReader(handle)
         if "reference" not in (reader.fieldnames or []):
             raise InvalidInput(f"manifest {path} has no 'reference' column", field="reference")
@@ -138,11 +149,11 @@ def _csv_rows(path: Path) -> Iterator[Row]:
             reference = (row.pop("reference") or "").strip()
             if reference and not reference.startswith("#"):
                 # Line 1 is the header.
-                yield reader.line_num, reference, _options_from_text(row, f"{path}")
+                yield reader.line_num, reference, _options_from_text(row, str(path))
 
 
 def _jsonl_rows(path: Path) -> Iterator[Row]:
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line_no, line in enumerate(path.read_text(encoding=ENCODING).splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path}:{line_no}"
@@ -179,10 +190,11 @@ def option_from_text(name: str, value: str) -> Any:
     Values that do not convert are returned unchanged, so validation names the field.
     """
     if name == "box":
-        parts = [part.strip() for part in value.split(",")]
-        return tuple(int(p) for p in parts) if all(_is_int(p) for p in parts) else value
+        numbers = [_int_or_none(part) for part in value.split(",")]
+        return value if None in numbers else tuple(numbers)
     if name in _INT_OPTIONS:
-        return int(value) if _is_int(value) else value
+        number = _int_or_none(value)
+        return value if number is None else number
     if name == "only_mask":
         lowered = value.lower()
         if lowered in {"true", "1", "yes"}:
@@ -192,8 +204,11 @@ def option_from_text(name: str, value: str) -> Any:
     return value
 
 
-def _is_int(text: str) -> bool:
-    return text.lstrip("+-").isdigit()
+def _int_or_none(text: str) -> int | None:
+    try:
+        return int(text)  # int() itself strips whitespace
+    except ValueError:
+        return None
 
 
 Job = tuple[str, dict[str, Any]]
@@ -205,7 +220,8 @@ def validate_entries(
     """Every entry's options (its own over `defaults`) checked by the API's rules.
 
     Returns the jobs (reference, options by Python name) and one refusal per bad entry,
-    `REFERENCE: field FIELD: reason`; a caller queues nothing unless the refusals are empty.
+    `REFERENCE: field FIELD: reason` (then `(MANIFEST:LINE)` for an entry a manifest listed);
+    a caller queues nothing unless the refusals are empty.
     """
     jobs: list[Job] = []
     refusals: list[str] = []
@@ -213,7 +229,8 @@ def validate_entries(
         try:
             options = parse_options({**defaults, **entry.options})
         except InvalidInput as exc:
-            refusals.append(f"{entry.reference}: field {exc.field}: {exc.message}")
+            where = f" ({entry.source})" if entry.source else ""
+            refusals.append(f"{entry.reference}: field {exc.field}: {exc.message}{where}")
             continue
         jobs.append((entry.reference, options.model_dump(exclude_none=True)))
     return jobs, refusals

@@ -63,7 +63,7 @@ class ProcessGroup:
         self.logs.mkdir(parents=True, exist_ok=True)
         # `env NAME=VALUE... command` adds to the inherited environment without this module
         # reading it; once `env` execs, the values are no longer on any command line.
-        prefix = ["env", *(f"{k}={v}" for k, v in (env or {}).items())] if env else []
+        prefix = ["env", *(f"{k}={v}" for k, v in env.items())] if env else []
         with (self.logs / f"{name}.log").open("wb") as log:
             process = subprocess.Popen(
                 [*prefix, *command], stdout=log, stderr=subprocess.STDOUT,

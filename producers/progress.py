@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -13,18 +11,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from config import Settings
 from producers import api
 
-__all__ = ["STATES", "TERMINAL_STATES", "state_name", "wait_with_progress"]
+__all__ = ["STATES", "TERMINAL_STATES", "wait_with_progress"]
 
 # The ledger's states in the order a job passes through them.
 STATES = tuple(str(state) for state in api.JobState)
 TERMINAL_STATES = frozenset(str(state) for state in api.TERMINAL_STATES)
 _SLICE_S = 2.0  # how often `check` runs while waiting
 _STYLE = {"SUCCEEDED": "green", "FAILED": "red", "NEEDS_RECONCILIATION": "yellow"}
-
-
-def state_name(state: Any) -> str:
-    """A state as its name, whether the record holds an enum or a string."""
-    return str(getattr(state, "value", state))
 
 
 def describe_counts(counts: Mapping[str, int]) -> str:
@@ -69,11 +62,12 @@ def wait_with_progress(
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             slice_s = _SLICE_S if left is None else min(_SLICE_S, left)
+            # api.wait reports the counts of what it returns, so the bar is never behind.
             records = api.wait(
                 list(job_ids), timeout_s=slice_s, on_progress=on_progress, settings=settings
             )
-            on_progress(Counter(state_name(r.state) for r in records.values()))
-            finished = all(r.terminal for r in records.values()) and len(records) == len(job_ids)
+            # api.wait returns every id (it raises for an unknown one).
+            finished = all(r.terminal for r in records.values())
             if finished or left == 0.0:
                 return records
             if check is not None:

@@ -22,7 +22,7 @@ from config import Settings, get_settings
 from picpik.errors import CutoutError, InvalidInput
 from producers import api
 from producers.manifest import is_url
-from producers.progress import STATES, state_name
+from producers.progress import STATES
 from tasks.fetch import fetch
 
 __all__ = ["Thumbnail", "render_page", "thumbnail", "thumbnail_data_uri", "write_report"]
@@ -70,7 +70,8 @@ def write_report(
 
 
 def default_report_path(jobs: Sequence[api.JobRecord], settings: Settings) -> Path:
-    """report.html in the batch's output folder, or named after the batch when they differ."""
+    """report.html in the batch's output folder; when its jobs name none (their cutouts are in
+    each worker's CUTOUT_OUTPUT_DIR) or several, report-BATCH.html in ours."""
     folders = {job.output_dir for job in jobs}
     if len(folders) == 1 and (folder := folders.pop()):
         return Path(folder) / REPORT_NAME
@@ -90,8 +91,9 @@ def render_page(batch: str, jobs: Sequence[api.JobRecord], *, settings: Settings
 
 
 def summary_line(jobs: Sequence[api.JobRecord]) -> str:
-    """`4 jobs: SUCCEEDED 3, FAILED 1; 12.3 s from first queued to last finished`."""
-    counts = Counter(state_name(job.state) for job in jobs)
+    """`4 job(s): SUCCEEDED 3, FAILED 1; 12.3 s from first queued to last finished; written
+    2026-11-26 05:40:09 UTC`."""
+    counts = Counter(str(job.state) for job in jobs)
     parts = [f"{state} {counts[state]}" for state in STATES if counts[state]]
     line = f"{len(jobs)} job(s): {', '.join(parts)}"
     starts = [job.created_at for job in jobs if job.created_at is not None]
@@ -103,7 +105,7 @@ def summary_line(jobs: Sequence[api.JobRecord]) -> str:
 
 
 def _card(job: api.JobRecord, settings: Settings) -> str:
-    state = state_name(job.state)
+    state = str(job.state)
     name = Path(job.reference).name if not is_url(job.reference) else job.reference
     max_bytes = settings.max_image_bytes
     before = _figure(*_input_thumbnail(job.reference, settings), "before")

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from config import Settings
+from producers.processes import free_port
 from tests.support.emulator_server import EmulatorProcess
 from tests.support.workers import (
     ImageServer,
@@ -168,3 +169,31 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     section = readme.split("<!-- section: settings -->")[1].split("<!-- /section: settings -->")[0]
     documented = set(re.findall(r"`CUTOUT_([A-Z0-9_]+)`", section))
     assert {name.upper() for name in Settings.model_fields} <= documented
+
+
+def test_brackets_in_a_reference_are_shown_as_written(tmp_path: Path) -> None:
+    # Rich would read `[/]` as markup and fail, or swallow `[red]`; the refusal quotes the path.
+    env = settings_env({"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    result = cutout("enqueue", str(tmp_path / "a[/]b[red].png"), env=env)
+    assert result.returncode == 2
+    assert f"{tmp_path / 'a[/]b[red].png'}: no such file" in result.stderr
+
+
+def test_a_redis_that_does_not_answer_is_named_with_its_setting(tmp_path: Path) -> None:
+    env = settings_env({"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    result = cutout("status", "--batch", "any", env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: cannot reach Redis (CUTOUT_REDIS_URL)")
+    assert "Traceback" not in result.stderr
+
+
+def test_a_broker_that_does_not_answer_is_named_and_the_recorded_job_stays_accepted(
+    redis_url: str, images: list[Path]
+) -> None:
+    env = settings_env({"redis_url": redis_url,
+                        "broker_url": f"redis://127.0.0.1:{free_port()}/0"})
+    result = cutout("enqueue", str(images[0]), "--batch", "no-broker", env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: cannot reach the broker (CUTOUT_BROKER_URL")
+    assert "do not enqueue them again" in result.stderr
+    assert batch_counts("no-broker", env) == {**ALL_ZERO, "ACCEPTED": 1}

@@ -9,7 +9,7 @@ import pytest
 import redis
 from PIL import Image
 
-from producers.demo import SAMPLES, write_samples
+from producers.demo import SAMPLES, printable_url, write_samples
 from producers.processes import ProcessGroup, redis_answers
 
 
@@ -56,3 +56,9 @@ def test_stop_ends_a_running_process(tmp_path: Path) -> None:
     process = group.start("sleeper", [sys.executable, "-c", "import time; time.sleep(600)"])
     group.stop()
     assert process.returncode is not None
+
+
+def test_a_redis_password_is_never_printed() -> None:
+    assert printable_url("redis://:s3cret@db:6380/1") == "redis://:***@db:6380/1"
+    assert printable_url("rediss://app:s3cret@db/0") == "rediss://app:***@db/0"
+    assert printable_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"

@@ -149,3 +149,39 @@ def test_an_entrys_own_options_win_over_the_defaults_and_each_bad_one_is_named()
 def test_jobs_with_the_same_options_are_grouped_for_one_bulk_publish() -> None:
     jobs = [("a", {"erode_size": 1}), ("b", {}), ("c", {"erode_size": 1}), ("d", {})]
     assert group_by_options(jobs) == [({"erode_size": 1}, ["a", "c"]), ({}, ["b", "d"])]
+
+
+def test_a_csv_manifest_saved_with_a_byte_order_mark_still_has_its_reference_column(
+    tmp_path: Path,
+) -> None:
+    image = _touch(tmp_path / "a.png")
+    manifest = tmp_path / "excel.csv"
+    manifest.write_bytes("reference,ErodeSize\na.png,4\n".encode("utf-8-sig"))
+    [entry] = read_manifest(manifest)
+    assert entry.reference == str(image.resolve())
+    assert entry.options == {"erode_size": 4}
+
+
+def test_a_manifest_given_as_an_image_is_refused_with_the_flag_to_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "list.txt").write_text("a.png\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidInput, match=r"pass it as --manifest list\.txt") as caught:
+        read_references(["list.txt"])
+    assert caught.value.field == "reference"
+
+
+def test_text_that_only_looks_numeric_is_left_for_validation_to_name() -> None:
+    assert option_from_text("erode_size", "+-5") == "+-5"
+    assert option_from_text("foreground_threshold", "²") == "²"
+    assert option_from_text("box", " 1, 2 ,30,40 ") == (1, 2, 30, 40)
+
+
+def test_a_refusal_of_a_manifest_entry_names_the_manifest_and_line(tmp_path: Path) -> None:
+    _touch(tmp_path / "a.png")
+    manifest = tmp_path / "list.csv"
+    manifest.write_text("reference,ErodeSize\n\na.png,99\n")
+    _, [refusal] = validate_entries(read_manifest(manifest), {})
+    assert refusal.startswith(f"{(tmp_path / 'a.png').resolve()}: field ErodeSize: ")
+    assert refusal.endswith(f" ({manifest}:3)")

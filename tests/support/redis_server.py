@@ -7,7 +7,6 @@ The machine's own Redis on 6379 is never touched.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,11 +16,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from producers.processes import free_port
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["RedisServer", "free_port", "redis_server", "redis_url"]
 
 
 @dataclass
@@ -50,15 +47,18 @@ class RedisServer:
         self._wait_until_up()
 
     def _wait_until_up(self) -> None:
-        client = redis.Redis(port=self.port)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if client.ping():
-                    return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server on port {self.port} did not start")
+        with redis.Redis(port=self.port) as client:
+            while time.monotonic() < deadline:
+                if self.process is not None and self.process.poll() is not None:
+                    break  # e.g. the port was taken between free_port() and the start
+                try:
+                    if client.ping():
+                        return
+                except redis.ConnectionError:
+                    time.sleep(0.05)
+        raise RuntimeError(f"redis-server on port {self.port} did not start; see "
+                           f"{self.directory / 'redis.log'}")
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""
@@ -86,5 +86,6 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     """A clean database on the suite's own Redis for each test."""
-    redis_server.client().flushall()
+    with redis_server.client() as client:
+        client.flushall()
     return redis_server.url
