@@ -52,7 +52,8 @@ def report(emulator: EmulatorProcess, rate: float, jobs: int, elapsed: float,
            succeeded: int) -> None:
     stats = emulator.key_stats()
     submits = sorted(c["t"] for c in emulator.calls(action="RemoveBackground", outcome="ok"))
-    achieved = (len(submits) - 1) / (submits[-1] - submits[0])
+    span = submits[-1] - submits[0] if len(submits) > 1 else 0.0
+    achieved = (len(submits) - 1) / span if span > 0 else 0.0  # one job: no rate to measure
     polls = stats["calls"].get("ListTasksDetails", {}).get("ok", 0)
     throttled = sum(o.get("throttled", 0) for o in stats["calls"].values())
     print(f"{succeeded}/{jobs} jobs succeeded in {elapsed:.1f} s")

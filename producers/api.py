@@ -20,7 +20,7 @@ from config import Settings, get_settings
 from picpik.errors import InvalidInput
 from picpik.models import parse_options
 from tasks.celery_app import create_app
-from tasks.ledger import Ledger
+from tasks.ledger import ERROR_FIELDS, Ledger
 from tasks.messages import send_jobs
 from tasks.records import TERMINAL_STATES, JobRecord, JobState
 
@@ -136,9 +136,8 @@ def retry_failed(batch: str, settings: Settings | None = None) -> list[str]:
             continue
         done, _ = ledger.transition(
             record.job_id, [JobState.FAILED], JobState.ACCEPTED,
-            clear=["error_stage", "error_code", "error_field", "error_message", "finished_at",
-                   "task_uid", "call_started_at", "lease_until", "submitted_at", "polls",
-                   "result_paths"])
+            clear=[*ERROR_FIELDS, "finished_at", "task_uid", "call_started_at", "lease_until",
+                   "submitted_at", "polls", "result_paths"])
         if done:
             again.append((record.job_id, record.reference))
     _publish(s, again)

@@ -14,7 +14,8 @@ import redis
 
 from tasks.records import JobRecord, JobState
 
-__all__ = ["EVENTS_STREAM", "OPEN_JOBS", "POLL_SCHEDULE", "Ledger", "job_key"]
+__all__ = ["ERROR_FIELDS", "EVENTS_STREAM", "OPEN_JOBS", "POLL_SCHEDULE", "Ledger", "job_key",
+           "redis_now"]
 
 PREFIX = "cutout"
 EVENTS_STREAM = f"{PREFIX}:events"
@@ -24,10 +25,18 @@ POLL_SCHEDULE = f"{PREFIX}:poll:due"
 # Sorted set of the jobs not yet in a terminal state, by the time of their last change: the
 # sweeper's index of jobs that may have lost their message.
 OPEN_JOBS = f"{PREFIX}:open"
+# Why a job ended: written by fail(), cleared when the job moves on again.
+ERROR_FIELDS = ("error_stage", "error_code", "error_field", "error_message")
 
 
 def job_key(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}"
+
+
+def redis_now(client: redis.Redis) -> float:
+    """Redis's clock (unix seconds), the one every process shares."""
+    seconds, micros = client.time()
+    return float(seconds) + float(micros) / 1e6
 
 
 def batch_key(batch: str) -> str:
@@ -88,7 +97,7 @@ if batch and batch ~= '' and state ~= ARGV[2] then
   redis.call('HINCRBY', counts, ARGV[2], 1)
 end
 if ARGV[5] ~= '' then
-  local ev = {'type', ARGV[5], 'job_id', redis.call('HGET', KEYS[1], 'job_id'),
+  local ev = {'type', ARGV[5], 'job_id', id,
               'batch', batch or '', 'at', string.format('%.6f', now)}
   for k, v in pairs(cjson.decode(ARGV[6])) do
     table.insert(ev, k); table.insert(ev, v)

@@ -19,10 +19,12 @@ import redis
 
 from config import Settings
 from picpik.errors import RetryableError
+from tasks.ledger import redis_now
 
-__all__ = ["Limiter", "TokenWait"]
+__all__ = ["Limiter", "TokenWait", "call_lease_s"]
 
 MIN_FACTOR = 0.05  # the rate never drops below 5% of the configured one
+IN_FLIGHT_LEASE_S = 60.0  # the shortest an in-flight slot is held before it frees itself
 
 _FACTOR = """
 local function factor(st, now, recovery)
@@ -84,6 +86,12 @@ return 1
 """
 
 
+def call_lease_s(settings: Settings) -> float:
+    """How long one API call may hold what it took (an in-flight slot, a poll claim): longer
+    than its connect and read timeouts, so a slow call never loses its slot while open."""
+    return settings.connect_timeout_s + settings.read_timeout_s + 10
+
+
 class TokenWait(RetryableError):
     """No token within the wait this caller may spend; come back after `retry_in_s`.
     Not a failure: the message goes back to its queue without counting a retry."""
@@ -142,14 +150,17 @@ class Limiter:
         f0, t0 = self.redis.hmget(self.state_key, ["factor", "throttled_at"])
         if f0 is None or t0 is None:
             return 1.0
-        now = _redis_now(self.redis)
+        now = redis_now(self.redis)
         f = float(f0)
         return min(1.0, f + (1.0 - f) * (now - float(t0)) / self.settings.throttle_recovery_s)
 
     @contextmanager
-    def call(self, max_wait_s: float, lease_s: float = 60.0) -> Iterator[None]:
+    def call(self, max_wait_s: float, lease_s: float | None = None) -> Iterator[None]:
         """Wait for a token (at most max_wait_s, else TokenWait) and a free in-flight slot,
-        then run the body: one API call."""
+        then run the body: one API call. The slot is held for at most lease_s, which is also
+        the longest wait for one (by default a minute, longer when the call may take longer)."""
+        if lease_s is None:
+            lease_s = max(IN_FLIGHT_LEASE_S, call_lease_s(self.settings))
         # The start is a time on Redis's clock, shared by every process: a process held up
         # after the answer still leaves at its start, not a moment later than its neighbours.
         _, start = self._reserve_slot(max_wait_s, take=True)
@@ -189,8 +200,3 @@ class RedisClock:
 
     def local(self, redis_time: float) -> float:
         return redis_time - self.offset_s
-
-
-def _redis_now(client: redis.Redis) -> float:
-    seconds, micros = client.time()
-    return float(seconds) + float(micros) / 1e6

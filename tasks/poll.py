@@ -82,7 +82,8 @@ def _maybe_sweep(rt: Runtime) -> None:
     if found.resubmit or found.rescheduled:
         log.warning("sweeper: %d jobs submitted again, %d put back on the poll schedule",
                     len(found.resubmit), len(found.rescheduled))
-    send_jobs(app, found.resubmit)
+    if found.resubmit:  # no producer taken from the pool for nothing
+        send_jobs(app, found.resubmit)
 
 
 def _next_round(rt: Runtime, tick_id: str, wait_s: float | None) -> None:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from picpik.errors import CutoutError, RetryableError, Throttled
 from picpik.models import TaskDetail
 from tasks.backoff import poll_delay
+from tasks.ledger import job_key
+from tasks.limiter import call_lease_s
 from tasks.records import JobRecord, JobState
 from tasks.runtime import Runtime
 from tasks.submitting import TOKEN_WAIT_S
@@ -43,9 +45,8 @@ def poll_batch(rt: Runtime) -> PollResult:
     if not due:
         return result
     s = rt.settings
-    lease_s = s.connect_timeout_s + s.read_timeout_s + 10
     with rt.limiter.call(TOKEN_WAIT_S):
-        ids = rt.schedule.claim_due(s.poll_batch_size, lease_s)
+        ids = rt.schedule.claim_due(s.poll_batch_size, call_lease_s(s))
         jobs = _submitted(rt, ids)
         if not jobs:
             return result
@@ -106,7 +107,7 @@ def _sort(rt: Runtime, jobs: dict[str, JobRecord], details: list[TaskDetail],
         rt.schedule.reschedule(ids, delay)
     pipe = rt.redis.pipeline(transaction=False)
     for record in jobs.values():
-        pipe.hincrby(f"cutout:job:{record.job_id}", "polls", 1)
+        pipe.hincrby(job_key(record.job_id), "polls", 1)
     pipe.execute()
 
 

@@ -15,6 +15,7 @@ from picpik.models import RemoveBackgroundOptions, parse_options
 from tasks.claims import claim
 from tasks.fetch import fetch
 from tasks.images import inspect_image
+from tasks.ledger import ERROR_FIELDS
 from tasks.limiter import TokenWait
 from tasks.records import JobRecord, JobState
 from tasks.runtime import Runtime
@@ -117,18 +118,18 @@ def persist_job(rt: Runtime, job_id: str, task_uid: str) -> JobState | None:
     _, state = rt.ledger.transition(
         job_id, [JobState.SUBMITTING, JobState.NEEDS_RECONCILIATION], JobState.SUBMITTED,
         fields={"task_uid": task_uid, "submitted_at": "__now__"},
-        clear=["lease_until", "error_stage", "error_code", "error_field", "error_message",
-               "finished_at"],
+        clear=["lease_until", *ERROR_FIELDS, "finished_at"],
         event="job.submitted", event_fields={"task_uid": task_uid},
         poll_in_s=rt.settings.poll_interval_s)
     return state
 
 
 def give_up(rt: Runtime, job_id: str, stage: str, exc: RetryableError, retries: int) -> None:
-    """The last retry failed too: the job fails with the last error."""
+    """The last retry failed too: the job fails with the last error. Only from ACCEPTED: the
+    claim was handed back before the error got here, and a job that another message has taken
+    since (or submitted, and so paid for) is not this message's to fail."""
     message = f"gave up after {retries} retries: {exc.message}"
-    allowed = [JobState.ACCEPTED, JobState.SUBMITTING, JobState.SUBMITTED]
-    rt.ledger.fail(job_id, allowed, stage, exc.code, message, field=exc.field)
+    rt.ledger.fail(job_id, [JobState.ACCEPTED], stage, exc.code, message, field=exc.field)
 
 
 def _release(rt: Runtime, job_id: str) -> None:

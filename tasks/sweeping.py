@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from config.celery import QUEUES
-from tasks.ledger import OPEN_JOBS, POLL_SCHEDULE
+from tasks.ledger import OPEN_JOBS, POLL_SCHEDULE, redis_now
 from tasks.records import JobState
 from tasks.runtime import Runtime
 
@@ -34,7 +34,7 @@ def stale_after_s(rt: Runtime) -> float:
 
 def sweep(rt: Runtime) -> SweepResult:
     """Look at up to SWEEP_LIMIT stale open jobs; return what must be published again."""
-    now = _now(rt)
+    now = redis_now(rt.redis)
     ids: list[str] = rt.redis.zrangebyscore(  # type: ignore[assignment]
         OPEN_JOBS, "-inf", now - stale_after_s(rt), 0, SWEEP_LIMIT)
     result = SweepResult()
@@ -54,8 +54,3 @@ def sweep(rt: Runtime) -> SweepResult:
             result.rescheduled.append(job_id)
         rt.redis.zadd(OPEN_JOBS, {job_id: now}, xx=True)  # looked at: not again for a while
     return result
-
-
-def _now(rt: Runtime) -> float:
-    seconds, micros = rt.redis.time()
-    return float(seconds) + float(micros) / 1e6

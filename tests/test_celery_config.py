@@ -31,6 +31,8 @@ print(json.dumps({
     "reject_lost": c.task_reject_on_worker_lost, "prefetch": c.worker_prefetch_multiplier,
     "events": c.worker_send_task_events, "sent": c.task_send_sent_event,
     "visibility": c.broker_transport_options["visibility_timeout"],
+    "restore_every": c.broker_transport_options["unacked_restore_interval"]
+                     * c.broker_transport_options.get("unacked_restore_throttle", 10),
     "time_limit": c.task_time_limit, "broker": c.broker_url,
     "queues": sorted(tasks.app.amqp.queues),
     "tasks": sorted(t for t in tasks.app.tasks if t.startswith("cutout.")),
@@ -76,6 +78,13 @@ def test_even_celery_s_own_redis_retries_wait_less_than_the_visibility_timeout(
     vt, limit, backoff = loaded["visibility"], loaded["time_limit"], loaded["backoff_max"]
     assert isinstance(vt, int) and isinstance(limit, int) and isinstance(backoff, int)
     assert limit + backoff < vt
+
+
+def test_a_dead_worker_s_messages_are_looked_for_several_times_per_visibility_timeout(
+        loaded: dict[str, object]) -> None:
+    vt, every = loaded["visibility"], loaded["restore_every"]
+    assert isinstance(vt, int) and isinstance(every, int)
+    assert every <= vt / 4  # kombu's default throttle (every 10th tick) would make it 150 s
 
 
 def test_a_worker_without_q_consumes_every_queue_and_every_task_has_one(

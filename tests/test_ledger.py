@@ -10,11 +10,13 @@ import pytest
 import redis
 
 from config import Settings
+from picpik.errors import Unavailable
 from tasks.claims import claim
 from tasks.ledger import EVENTS_STREAM, OPEN_JOBS, POLL_SCHEDULE, Ledger
 from tasks.records import JobRecord, JobState
 from tasks.runtime import Runtime
 from tasks.schedule import PollSchedule, TickMarker
+from tasks.submitting import give_up
 from tasks.sweeping import sweep
 
 
@@ -176,7 +178,7 @@ def test_a_loop_long_overdue_is_presumed_dead_and_replaced(redis_url: str) -> No
     assert ticks.start("new", 0.0, 60, grace_s=0.01)
 
 
-def test_events_go_to_the_documented_stream(ledger: Ledger) -> None:
+def test_events_go_to_the_documented_stream() -> None:
     assert EVENTS_STREAM == "cutout:events"
 
 
@@ -206,3 +208,19 @@ def test_the_sweeper_resubmits_only_jobs_that_lost_their_message(redis_url: str)
     ledger.redis.zadd(OPEN_JOBS, dict.fromkeys("abcd", 0.0))
     assert sorted(sweep(rt).resubmit) == [("a", "a.png"), ("b", "b.png")]
     assert sweep(rt).resubmit == []  # looked at just now: left alone for a while
+
+
+def test_giving_up_after_the_last_retry_fails_an_accepted_job_but_never_a_submitted_one(
+        redis_url: str) -> None:
+    rt = Runtime.build(Settings(redis_url=redis_url))
+    rt.ledger.create_many([("idle", "a.png"), ("paid", "b.png")], {})
+    rt.ledger.transition("paid", [JobState.ACCEPTED], JobState.SUBMITTED, fields={"task_uid": "T"})
+    error = Unavailable("source answered HTTP 503", field="reference")
+    for job_id in ("idle", "paid"):
+        give_up(rt, job_id, "submit", error, 8)
+    idle, paid = rt.ledger.get_many(["idle", "paid"])
+    assert idle is not None and paid is not None
+    assert (idle.state, idle.error_code, idle.error_field) == (
+        JobState.FAILED, "unavailable", "reference")
+    assert idle.error_message == "gave up after 8 retries: source answered HTTP 503"
+    assert paid.state is JobState.SUBMITTED and paid.error_message is None

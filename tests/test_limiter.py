@@ -106,3 +106,12 @@ def test_calls_in_flight_are_capped(redis_url: str) -> None:
     for t in threads:
         t.join(10)
     assert len(entered) == 3 and limiter.redis.zcard(limiter.inflight_key) == 0
+
+
+def test_an_in_flight_slot_lasts_longer_than_the_slowest_call_the_settings_allow(
+        redis_url: str) -> None:
+    limiter = make(redis_url, rate_limit=1000, connect_timeout_s=5, read_timeout_s=120)
+    with limiter.call(max_wait_s=5):
+        [(_, expires)] = limiter.redis.zrange(limiter.inflight_key, 0, -1, withscores=True)
+        seconds, micros = limiter.redis.time()
+        assert expires - (seconds + micros / 1e6) > 125
