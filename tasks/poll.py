@@ -4,6 +4,8 @@ in batches, hands finished jobs to `cutout.collect`, and now and then sweeps sta
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
 from typing import Any
 
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 
 SWEEP_KEY = "cutout:sweep"
 SWEEP_EVERY_MAX_S = 30
+NEVER_S = 1e9  # a slack no planned loop exceeds
 
 
 @app.task(name="cutout.poll", ignore_result=True, **TASK_OPTIONS)
@@ -42,6 +45,11 @@ def poll(self: Any, tick_id: str) -> dict[str, Any]:
     except TokenWait as exc:
         _next_round(rt, tick_id, exc.retry_in_s)
         return {"waiting": exc.retry_in_s}
+    except Exception:
+        # The loop must outlive any one failure: plan the next round, then let Celery record
+        # (and maybe retry) this one; a retried message finds itself stale and stops.
+        _next_round(rt, tick_id, rt.settings.poll_max_interval_s)
+        raise
     for done in result.finished:
         app.send_task("cutout.collect", kwargs={"job_id": done.job_id, "urls": list(done.urls),
                                                 "credits": done.credits})
@@ -52,26 +60,41 @@ def poll(self: Any, tick_id: str) -> dict[str, Any]:
             "pending": result.pending}
 
 
-def ensure_poll_loop(settings: Settings, ticks: TickMarker) -> None:
+def ensure_poll_loop(settings: Settings, ticks: TickMarker, *, sooner: bool = True) -> None:
     """Start the poll loop unless one runs that will poll within about poll_interval_s
-    (one Lua call; a loop sleeping longer, or long overdue, is replaced by a sooner one)."""
+    (one Lua call; a loop long overdue is replaced, and with `sooner` one sleeping longer too).
+    """
     tick_id = uuid.uuid4().hex
     countdown = min(settings.poll_interval_s, max_countdown_s(settings))
     grace = 2 * countdown + 5  # a loop overdue by this much most likely died with its worker
-    if ticks.start(tick_id, countdown, _marker_ttl(settings, countdown), slack_s=countdown / 2,
+    slack = countdown / 2 if sooner else NEVER_S
+    if ticks.start(tick_id, countdown, _marker_ttl(settings, countdown), slack_s=slack,
                    grace_s=grace):
         poll.apply_async((tick_id,), countdown=countdown)
 
 
 @worker_ready.connect
 def _loop_on_worker_start(**_: Any) -> None:
-    """A (re)started worker makes sure the loop runs: it also sweeps jobs left behind."""
+    """A (re)started worker makes sure the loop runs (it also sweeps jobs left behind), and
+    keeps making sure: a loop that died for good (a hard time limit, Redis down past its
+    retries) is started again within poll_max_interval_s, by whichever worker looks first."""
     settings = get_settings()
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    try:
-        ensure_poll_loop(settings, TickMarker(client))
-    finally:
-        client.close()
+    ensure_poll_loop(settings, TickMarker(client))
+    threading.Thread(target=_watch_loop, args=(settings, client), name="cutout-poll-watch",
+                     daemon=True).start()
+
+
+def _watch_loop(settings: Settings, client: redis.Redis) -> None:
+    ticks = TickMarker(client)
+    while True:
+        time.sleep(settings.poll_max_interval_s)
+        try:
+            # One Lua call; sends a task only when no loop is planned (or one is long overdue),
+            # never to hurry a loop that waits to gather due jobs into one call.
+            ensure_poll_loop(settings, ticks, sooner=False)
+        except Exception:
+            log.exception("could not check the poll loop; trying again later")
 
 
 def _maybe_sweep(rt: Runtime) -> None:

@@ -3,11 +3,22 @@ a deadline after which a job fails with a clear reason, failed tasks reported as
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import redis
+
 from producers import api
+from tasks.ledger import Ledger
 from tasks.records import JobState
-from tests.support.emulator_server import EmulatorProcess, emulator, emulator_process
+from tasks.schedule import TICK_KEY
+from tests.support.emulator_server import (
+    EmulatorProcess,
+    emulator,
+    emulator_process,
+    image_data_uri,
+)
 from tests.support.workers import pipeline_running, write_pngs
 
 __all__ = ["emulator", "emulator_process"]
@@ -63,3 +74,29 @@ def test_a_task_the_api_reports_as_failed_fails_the_job_at_the_poll_stage(
     assert record.state is JobState.FAILED and record.error_stage == "poll"
     assert record.error_code is not None and record.error_code.startswith("task_error")
     assert record.error_message and str(record.task_uid) in record.error_message
+
+
+def test_a_poll_loop_that_died_is_started_again_by_the_workers_watch(
+        redis_url: str, emulator: EmulatorProcess, tmp_path: Path) -> None:
+    with pipeline_running(redis_url, emulator, tmp_path, count=1, concurrency=2,
+                          poll_interval_s=0.3, poll_max_interval_s=1) as pipeline:
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        _wait_for(lambda: client.get(TICK_KEY) is None)  # no job, so no poll loop runs
+        # A job that was submitted and recorded, but whose persist never reached the loop
+        # (as when the loop dies for good): nothing but the workers' watch can poll it now.
+        answer = emulator.call("RemoveBackground", {"RawImage": image_data_uri()}).json()
+        ledger = Ledger.from_url(redis_url)
+        ledger.create("orphan-1", str(tmp_path / "in" / "orphan.png"), {})
+        ledger.transition("orphan-1", [JobState.ACCEPTED], JobState.SUBMITTED,
+                          fields={"task_uid": answer["TaskUID"], "submitted_at": "__now__"},
+                          poll_in_s=0.1)
+        record = api.wait(["orphan-1"], timeout_s=60, settings=pipeline.settings)["orphan-1"]
+    assert record.state is JobState.SUCCEEDED
+    assert Path(record.result_paths[0]).name == "orphan.png"
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
