@@ -140,9 +140,12 @@ class Limiter:
         return float(delay), self._clock.local(float(redis_now) + float(delay))
 
     def throttled(self, retry_after_s: float | None = None) -> float:
-        """Tell every process the API throttled us; return the new rate factor."""
+        """Tell every process the API throttled us; return the new rate factor. A Retry-After
+        pauses everyone, but never longer than a retry may wait (one odd header must not stop
+        the whole pipeline for hours)."""
         s = self.settings
-        args = [self.rate, s.throttle_backoff_factor, s.throttle_recovery_s, retry_after_s or 0]
+        pause = min(retry_after_s or 0.0, s.retry_max_delay_s)
+        args = [self.rate, s.throttle_backoff_factor, s.throttle_recovery_s, pause]
         return float(self._throttled(keys=[self.state_key], args=args))
 
     def rate_factor(self) -> float:

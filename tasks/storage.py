@@ -7,7 +7,7 @@ one directory cannot take the same name; a job that runs again reuses its own na
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,11 +18,6 @@ __all__ = ["OutputStore", "output_names"]
 # Name claims expire (the keys would otherwise grow forever); an expired claim is still safe:
 # the file then exists, so another job takes the next free name rather than overwrite it.
 CLAIM_TTL_S = 30 * 24 * 3600
-
-# mkstemp creates files readable by their owner only; cutouts are for other users too.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-FILE_MODE = 0o666 & ~_UMASK
 
 
 def output_names(stem: str, count: int, *, only_mask: bool) -> list[str]:
@@ -74,13 +69,14 @@ def _split(name: str) -> tuple[str, str]:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file then rename, so readers never see half an image."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write to a temporary file then rename, so readers never see half an image. The file
+    is created 0666 less the umask (mkstemp's 0600 would hide cutouts from other users)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise

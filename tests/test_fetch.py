@@ -22,7 +22,7 @@ from tasks.backoff import poll_delay, retry_delay
 from tasks.fetch import fetch, reference_name
 from tasks.images import inspect_image
 from tasks.netguard import Allowance, is_public
-from tasks.storage import FILE_MODE, OutputStore, output_names
+from tasks.storage import OutputStore, output_names
 from tests.support.workers import ImageServer, write_pngs
 
 
@@ -178,13 +178,12 @@ def test_a_job_never_overwrites_another_jobs_output_but_rewrites_its_own(
 def test_outputs_are_readable_by_others_as_the_umask_allows(
         redis_url: str, tmp_path: Path) -> None:
     store = OutputStore(redis.Redis.from_url(redis_url, decode_responses=True))
-    old = os.umask(0o022)
+    old = os.umask(0o027)
     try:
         [path] = store.save(tmp_path, "job-a", ["photo.png"], [b"A"])
     finally:
         os.umask(old)
-    assert stat.S_IMODE(os.stat(path).st_mode) == FILE_MODE
-    assert FILE_MODE & stat.S_IROTH
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
 
 
 def test_retry_delays_grow_exponentially_with_jitter_and_stay_under_the_cap() -> None:

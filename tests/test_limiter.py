@@ -83,6 +83,15 @@ def test_a_throttle_pushes_the_next_token_past_retry_after(redis_url: str) -> No
     assert limiter.reserve(max_wait_s=5) >= 0.7
 
 
+def test_a_huge_retry_after_pauses_everyone_no_longer_than_a_retry_may_wait(
+        redis_url: str) -> None:
+    limiter = make(redis_url, rate_limit=100, retry_max_delay_s=2)
+    limiter.throttled(retry_after_s=1e9)
+    with pytest.raises(TokenWait):
+        limiter.reserve(max_wait_s=1)
+    assert 1 <= limiter.reserve(max_wait_s=5) <= 2.1
+
+
 def test_calls_in_flight_are_capped(redis_url: str) -> None:
     limiter = make(redis_url, rate_limit=1000, max_in_flight=2)
     release = threading.Event()
