@@ -1,7 +1,8 @@
 """The `cutout` command: enqueue images, follow a batch, find its cutouts, retry, report.
 
 Exit codes: 0 done (every job waited for SUCCEEDED); 1 a job failed or an operation failed;
-2 something was refused before queueing (nothing was queued) or the command line is wrong.
+2 something was refused before queueing (nothing was queued), the command line is wrong,
+or a CUTOUT_* setting is bad (one line naming it; see producers.startup).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from secrets import token_hex
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import redis
@@ -21,9 +22,8 @@ from kombu.exceptions import OperationalError
 from rich.console import Console
 from rich.markup import escape
 
-from config import Settings, get_settings
+from config import Settings
 from picpik.errors import CutoutError, InvalidInput
-from producers import api
 from producers.manifest import (
     Entry,
     group_by_options,
@@ -31,8 +31,13 @@ from producers.manifest import (
     read_references,
     validate_entries,
 )
-from producers.progress import STATES, TERMINAL_STATES, wait_with_progress
-from producers.report import write_report
+from producers.startup import BadSettings, load_settings
+
+# producers.api, .progress and .report import tasks/, which builds the Celery app from the
+# settings: each command imports them after load_settings(), so `--help` works whatever the
+# environment and a bad setting is one line (BadSettings), not a traceback.
+if TYPE_CHECKING:
+    from tasks.records import JobRecord
 
 __all__ = ["main"]
 
@@ -82,6 +87,9 @@ def main() -> None:
     except click.Abort:
         errors.print("aborted")
         sys.exit(130)
+    except BadSettings as exc:
+        errors.print(f"cutout: bad setting {exc}", highlight=False, markup=False)
+        sys.exit(EXIT_REFUSED)
     except (CutoutError, redis.RedisError, OperationalError, OSError) as exc:
         errors.print(f"[red]error:[/] {escape(describe_failure(exc))}", highlight=False)
         sys.exit(EXIT_FAILED)
@@ -125,7 +133,7 @@ def enqueue(
     **flags: Any,
 ) -> None:
     """Queue images (files, folders, http/https URLs, manifests) for background removal."""
-    settings = get_settings()
+    settings = load_settings()
     entries = _entries_or_exit(references, manifests)
     jobs = _validated_or_exit(entries, flags)
     if batch is not None and (not batch or ":" in batch):
@@ -179,6 +187,8 @@ def _enqueue_groups(
     settings: Settings,
 ) -> list[str]:
     """Publish jobs in bulk, one enqueue_many call per distinct set of options."""
+    from producers import api
+
     job_ids: list[str] = []
     for options, refs in group_by_options(jobs):
         job_ids += api.enqueue_many(
@@ -190,6 +200,8 @@ def _enqueue_groups(
 def _wait_and_exit(
     job_ids: Sequence[str], *, batch: str, settings: Settings, timeout_s: float | None
 ) -> None:
+    from producers.progress import TERMINAL_STATES, wait_with_progress
+
     records = wait_with_progress(job_ids, console=console, settings=settings, timeout_s=timeout_s)
     _print_failures(list(records.values()))
     states = [str(r.state) for r in records.values()]
@@ -211,13 +223,16 @@ def _wait_and_exit(
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(job_id: str | None, batch: str | None, as_json: bool) -> None:
     """A job's record, or a batch's counts by state and its failures."""
-    settings = get_settings()
+    settings = load_settings()
     if (job_id is None) == (batch is None):
         raise click.UsageError("give either JOB_ID or --batch NAME")
     if job_id is not None:
         _job_status(job_id, settings, as_json)
         return
     assert batch is not None
+    from producers import api
+    from producers.progress import STATES
+
     counts = {state: 0 for state in STATES}
     counts.update(api.batch_counts(batch, settings=settings))
     if as_json:
@@ -232,6 +247,8 @@ def status(job_id: str | None, batch: str | None, as_json: bool) -> None:
 
 
 def _job_status(job_id: str, settings: Settings, as_json: bool) -> None:
+    from producers import api
+
     record = api.get_job(job_id, settings=settings)
     if record is None:
         errors.print(f"no job {job_id}", highlight=False, markup=False)
@@ -248,7 +265,7 @@ def _job_status(job_id: str, settings: Settings, as_json: bool) -> None:
         console.print(f"{name:<14} {value}", highlight=False, markup=False)
 
 
-def _print_failures(records: Sequence[api.JobRecord], out: Console = errors) -> None:
+def _print_failures(records: Sequence[JobRecord], out: Console = errors) -> None:
     """Each failed job: state, reference, stage/code/field, reason."""
     for record in records:
         state = str(record.state)
@@ -267,7 +284,10 @@ BATCH = click.option("--batch", metavar="NAME", required=True, help="The batch n
 @BATCH
 def results(batch: str) -> None:
     """Where each job's cutouts are: `reference -> path, path` (or its state)."""
-    records = api.batch_jobs(batch, settings=get_settings())
+    settings = load_settings()
+    from producers import api
+
+    records = api.batch_jobs(batch, settings=settings)
     if not records:
         errors.print(f"batch {batch} has no jobs", highlight=False, markup=False)
         sys.exit(EXIT_FAILED)
@@ -284,7 +304,9 @@ def results(batch: str) -> None:
               help="With --wait: stop waiting after S seconds (exit 1 if jobs are left).")
 def retry(batch: str, wait: bool, timeout_s: float | None) -> None:
     """Queue a batch's failed jobs again."""
-    settings = get_settings()
+    settings = load_settings()
+    from producers import api
+
     job_ids = api.retry_failed(batch, settings=settings)
     console.print(f"re-queued {len(job_ids)} failed job(s) of batch {batch}", highlight=False,
                   markup=False)
@@ -299,7 +321,10 @@ def retry(batch: str, wait: bool, timeout_s: float | None) -> None:
                    "CUTOUT_OUTPUT_DIR/report-NAME.html).")
 def report(batch: str, out: Path | None) -> None:
     """Write the batch's before/after page: one self-contained HTML file."""
-    path = write_report(batch, out, settings=get_settings())
+    settings = load_settings()
+    from producers.report import write_report
+
+    path = write_report(batch, out, settings=settings)
     click.echo(str(path))
 
 

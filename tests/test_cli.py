@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from pydantic import ValidationError
 
 from config import Settings
 from producers.processes import free_port
+from producers.startup import describe_validation
 from tests.support.emulator_server import EmulatorProcess
 from tests.support.workers import (
     ImageServer,
@@ -197,3 +199,74 @@ def test_a_broker_that_does_not_answer_is_named_and_the_recorded_job_stays_accep
     assert result.stderr.startswith("error: cannot reach the broker (CUTOUT_BROKER_URL")
     assert "do not enqueue them again" in result.stderr
     assert batch_counts("no-broker", env) == {**ALL_ZERO, "ACCEPTED": 1}
+
+
+# --- a bad CUTOUT_* value: one line and exit 2, never a traceback; help works regardless ---
+
+BAD_SETTINGS = [
+    pytest.param({"rate_limit": "abc"}, "CUTOUT_RATE_LIMIT", "'abc'", id="not-a-number"),
+    pytest.param({"visibility_timeout_s": "5"}, "CUTOUT_VISIBILITY_TIMEOUT_S", "must exceed",
+                 id="breaks-a-timing-rule"),
+    pytest.param({"private_key_file": "/nonexistent"}, "CUTOUT_PRIVATE_KEY_FILE",
+                 "/nonexistent: No such file", id="missing-key-file"),
+]
+
+
+def bad_env(overrides: dict[str, str]) -> dict[str, str]:
+    # A Redis nobody listens on: a command that got past the settings would fail differently.
+    return settings_env({"redis_url": f"redis://127.0.0.1:{free_port()}/0", **overrides})
+
+
+@pytest.mark.parametrize(("overrides", "variable", "reason"), BAD_SETTINGS)
+def test_help_works_whatever_the_settings_say(
+    overrides: dict[str, str], variable: str, reason: str
+) -> None:
+    env = bad_env(overrides)
+    for args in (["--help"], ["status", "--help"], ["enqueue", "--help"]):
+        result = cutout(*args, env=env)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("Usage: cutout")
+
+
+@pytest.mark.parametrize(("overrides", "variable", "reason"), BAD_SETTINGS)
+def test_a_bad_setting_is_one_line_naming_the_variable_and_exit_two(
+    overrides: dict[str, str], variable: str, reason: str
+) -> None:
+    result = cutout("status", "--batch", "x", env=bad_env(overrides))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"cutout: bad setting {variable}: ")
+    assert reason in result.stderr
+    assert result.stdout == ""
+
+
+def test_a_bad_setting_is_reported_before_the_command_line_is_used(tmp_path: Path) -> None:
+    # Nothing is read or queued: the reference does not even exist.
+    env = bad_env({"rate_limit": "abc", "rate_burst": "0"})
+    result = cutout("enqueue", str(tmp_path / "missing.png"), env=env)
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "CUTOUT_RATE_LIMIT: " in result.stderr and "CUTOUT_RATE_BURST: " in result.stderr
+
+
+def test_a_bad_setting_message_never_shows_the_private_key() -> None:
+    env = bad_env({"rate_limit": "abc", "private_key": "very-secret-value"})
+    result = cutout("status", "--batch", "x", env=env)
+    assert result.returncode == 2
+    assert "very-secret-value" not in result.stderr + result.stdout
+    # A refused PrivateKey is named but its value is not quoted back.
+    with pytest.raises(ValidationError) as refused:
+        Settings.model_validate({"private_key": 12345678, "rate_limit": "abc"})
+    line = describe_validation(refused.value)
+    assert "CUTOUT_PRIVATE_KEY: " in line and "'abc'" in line
+    assert "12345678" not in line
+
+
+def test_a_worker_with_a_bad_setting_still_refuses_to_start() -> None:
+    celery = Path(sys.executable).parent / "celery"
+    result = subprocess.run([str(celery), "-A", "tasks", "worker"], capture_output=True,
+                            text=True, env=bad_env({"rate_limit": "abc"}), timeout=120,
+                            check=False)
+    assert result.returncode != 0
+    assert "rate_limit" in result.stderr
