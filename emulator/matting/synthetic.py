@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["Scene", "make_portrait", "make_scene"]
+__all__ = ["Scene", "make_close_up", "make_portrait", "make_scene"]
 
 Rng = np.random.Generator
 FloatImage = np.ndarray
@@ -197,3 +197,27 @@ def make_portrait(index: int, width: int = 320, height: int = 240) -> Scene:
     image = cv2.GaussianBlur(image, (0, 0), 0.7) + rng.normal(0, 3, size=(*shape, 3))
     rgb = np.clip(image, 0, 255).astype(np.uint8)
     return Scene(rgb=rgb, truth=truth, name=f"portrait-{index:02d}-on-{bg_name}")
+
+
+def make_close_up(index: int, width: int = 320, height: int = 240) -> Scene:
+    """A close-up with a shallow depth of field: a sharp, finely striped subject (a face's fur)
+    fills the centre and runs into the top and bottom edges, on an out-of-focus background
+    blotched with the very colours of its stripes. Colour tells them apart nowhere; only
+    sharpness does."""
+    rng = np.random.default_rng(3000 + index)
+    shape = (height, width)
+    c1 = _colour(rng)
+    c2 = _colour_apart(rng, [c1], 40, 80)
+    background = cv2.GaussianBlur(_blotches_bg(shape, rng, c1, c2), (0, 0), 6)
+    mask = np.zeros(shape, np.uint8)
+    centre = (int(width * rng.uniform(0.45, 0.55)), height // 2)
+    axes = (int(width * rng.uniform(0.24, 0.3)), int(height * 0.62))
+    cv2.ellipse(mask, centre, axes, 0, 0, 360, 1, -1)
+    truth = mask.astype(bool)
+    ys, xs = np.mgrid[:height, :width].astype(np.float32)
+    stripes = 0.5 + 0.5 * np.sin(xs * rng.uniform(0.8, 1.2) + 3 * np.sin(ys / 9))
+    fill = _mix(stripes, c1, c2) + rng.normal(0, 6, size=(*shape, 3)).astype(np.float32)
+    image = np.where(truth[..., None], fill, background)
+    image = cv2.GaussianBlur(image, (0, 0), 0.7) + rng.normal(0, 1.5, size=(*shape, 3))
+    rgb = np.clip(image, 0, 255).astype(np.uint8)
+    return Scene(rgb=rgb, truth=truth, name=f"close-up-{index:02d}")
