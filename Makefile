@@ -28,6 +28,7 @@ system: $(SYSTEM_TOOLS)
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: system lint
 	$(BIN)/pytest

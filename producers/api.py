@@ -20,9 +20,9 @@ from config import Settings, get_settings
 from picpik.errors import InvalidInput
 from picpik.models import parse_options
 from tasks.celery_app import create_app
-from tasks.ledger import ERROR_FIELDS, Ledger
 from tasks.messages import send_jobs
-from tasks.records import TERMINAL_STATES, JobRecord, JobState
+from tasks.store.ledger import ERROR_FIELDS, Ledger
+from tasks.store.records import TERMINAL_STATES, JobRecord, JobState
 
 __all__ = [
     "TERMINAL_STATES",

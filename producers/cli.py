@@ -37,7 +37,7 @@ from producers.startup import BadSettings, load_settings
 # settings: each command imports them after load_settings(), so `--help` works whatever the
 # environment and a bad setting is one line (BadSettings), not a traceback.
 if TYPE_CHECKING:
-    from tasks.records import JobRecord
+    from tasks.store.records import JobRecord
 
 __all__ = ["main"]
 

@@ -23,7 +23,7 @@ from picpik.errors import CutoutError, InvalidInput
 from producers import api
 from producers.manifest import is_url
 from producers.progress import STATES
-from tasks.fetch import fetch
+from tasks.inputs.fetch import fetch
 
 __all__ = ["Thumbnail", "render_page", "thumbnail", "thumbnail_data_uri", "write_report"]
 

@@ -13,7 +13,7 @@ from pydantic import SecretStr, ValidationError
 from pydantic_core import ErrorDetails
 
 from config import Settings, get_settings
-from config.celery import timing_problems
+from config.timing import timing_problems
 from picpik.errors import CutoutError
 
 __all__ = ["BadSettings", "describe_validation", "load_settings"]

@@ -6,9 +6,9 @@ from typing import Any
 
 from picpik.errors import PermanentError, RetryableError
 from tasks.celery_app import app
-from tasks.collecting import collect_failed, collect_job
 from tasks.retrying import TASK_OPTIONS, retry_or_give_up
-from tasks.runtime import runtime
+from tasks.stages.collect import collect_failed, collect_job
+from tasks.stages.runtime import runtime
 
 __all__ = ["collect"]
 

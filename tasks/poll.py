@@ -13,16 +13,16 @@ import redis
 from celery.signals import worker_ready
 
 from config import Settings, get_settings
-from config.celery import max_countdown_s
+from config.timing import max_countdown_s
 from tasks.celery_app import app
-from tasks.ledger import OPEN_JOBS
-from tasks.limiter import TokenWait
+from tasks.limits.limiter import TokenWait
 from tasks.messages import send_jobs
-from tasks.polling import poll_batch
 from tasks.retrying import TASK_OPTIONS
-from tasks.runtime import Runtime, runtime
-from tasks.schedule import TickMarker
-from tasks.sweeping import stale_after_s, sweep
+from tasks.stages.poll import poll_batch
+from tasks.stages.runtime import Runtime, runtime
+from tasks.stages.sweep import stale_after_s, sweep
+from tasks.store.ledger import OPEN_JOBS
+from tasks.store.schedule import TickMarker
 
 __all__ = ["ensure_poll_loop", "poll"]
 

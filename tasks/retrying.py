@@ -12,9 +12,9 @@ from celery.exceptions import Reject, Retry
 from redis import RedisError
 
 from config import Settings, get_settings
-from config.celery import max_countdown_s
+from config.timing import max_countdown_s
 from picpik.errors import RetryableError
-from tasks.backoff import retry_countdown
+from tasks.stages.backoff import retry_countdown
 
 __all__ = ["REQUEUE_PAUSE_S", "TASK_OPTIONS", "republish", "requeue", "retry_or_give_up"]
 

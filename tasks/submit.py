@@ -9,10 +9,10 @@ from picpik.errors import InvalidInput, RetryableError
 from picpik.models import parse_options
 from tasks.celery_app import app
 from tasks.poll import ensure_poll_loop
-from tasks.records import JobState
 from tasks.retrying import TASK_OPTIONS, republish, requeue, retry_or_give_up
-from tasks.runtime import Runtime, runtime
-from tasks.submitting import give_up, persist_job, submit_job
+from tasks.stages.runtime import Runtime, runtime
+from tasks.stages.submit import give_up, persist_job, submit_job
+from tasks.store.records import JobState
 
 __all__ = ["persist", "submit"]
 

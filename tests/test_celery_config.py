@@ -10,16 +10,11 @@ import sys
 import pytest
 
 from config import Settings
-from config.celery import (
-    QUEUES,
-    TASK_ROUTES,
-    TimingError,
-    celery_config,
-    max_countdown_s,
-    timing_problems,
-)
+from config.celery import celery_config
+from config.queues import QUEUES, TASK_ROUTES
+from config.timing import TimingError, max_countdown_s, timing_problems
 from tasks import app
-from tasks.backoff import poll_delay, retry_countdown
+from tasks.stages.backoff import poll_delay, retry_countdown
 from tests.support.workers import REPO_ROOT, settings_env
 
 LOADED = """

@@ -18,11 +18,11 @@ from PIL import Image
 
 from config import Settings
 from picpik.errors import InvalidInput, Unavailable
-from tasks.backoff import poll_delay, retry_delay
-from tasks.fetch import fetch, reference_name
-from tasks.images import inspect_image
-from tasks.netguard import Allowance, is_public
-from tasks.storage import OutputStore, output_names
+from tasks.inputs.fetch import fetch, reference_name
+from tasks.inputs.images import inspect_image
+from tasks.inputs.netguard import Allowance, is_public
+from tasks.outputs.storage import OutputStore, output_names
+from tasks.stages.backoff import poll_delay, retry_delay
 from tests.support.workers import ImageServer, write_pngs
 
 

@@ -11,13 +11,13 @@ import redis
 
 from config import Settings
 from picpik.errors import Unavailable
-from tasks.claims import claim
-from tasks.ledger import EVENTS_STREAM, OPEN_JOBS, POLL_SCHEDULE, Ledger
-from tasks.records import JobRecord, JobState
-from tasks.runtime import Runtime
-from tasks.schedule import PollSchedule, TickMarker
-from tasks.submitting import give_up
-from tasks.sweeping import sweep
+from tasks.stages.runtime import Runtime
+from tasks.stages.submit import give_up
+from tasks.stages.sweep import sweep
+from tasks.store.claims import claim
+from tasks.store.ledger import EVENTS_STREAM, OPEN_JOBS, POLL_SCHEDULE, Ledger
+from tasks.store.records import JobRecord, JobState
+from tasks.store.schedule import PollSchedule, TickMarker
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from config import Settings
-from tasks.limiter import Limiter, TokenWait
+from tasks.limits.limiter import Limiter, TokenWait
 
 
 def make(redis_url: str, **kw: object) -> Limiter:

@@ -15,8 +15,8 @@ from PIL import Image
 from picpik.errors import InvalidInput
 from producers import api
 from producers.api import _producer_app, _publish
-from tasks.ledger import Ledger
-from tasks.records import JobState
+from tasks.store.ledger import Ledger
+from tasks.store.records import JobState
 from tests.support.emulator_server import EmulatorProcess, emulator, emulator_process
 from tests.support.redis_server import RedisServer
 from tests.support.workers import ImageServer, Pipeline, pipeline_running, write_pngs

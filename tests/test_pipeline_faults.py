@@ -10,8 +10,8 @@ from pathlib import Path
 
 from config import Settings
 from producers import api
-from tasks.ledger import Ledger
-from tasks.records import JobState
+from tasks.store.ledger import Ledger
+from tasks.store.records import JobState
 from tests.support.emulator_server import EmulatorProcess, emulator, emulator_process
 from tests.support.workers import pipeline_running, write_pngs
 

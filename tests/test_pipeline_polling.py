@@ -10,9 +10,9 @@ from pathlib import Path
 import redis
 
 from producers import api
-from tasks.ledger import Ledger
-from tasks.records import JobState
-from tasks.schedule import TICK_KEY
+from tasks.store.ledger import Ledger
+from tasks.store.records import JobState
+from tasks.store.schedule import TICK_KEY
 from tests.support.emulator_server import (
     EmulatorProcess,
     emulator,

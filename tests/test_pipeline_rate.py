@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from producers import api
-from tasks.records import JobState
+from tasks.store.records import JobState
 from tests.support.emulator_server import EmulatorProcess, emulator, emulator_process
 from tests.support.redis_server import RedisServer
 from tests.support.workers import Pipeline, pipeline_running, write_pngs

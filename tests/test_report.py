@@ -19,8 +19,8 @@ from config import Settings
 from producers.demo import SAMPLES
 from producers.processes import free_port
 from producers.report import render_page, thumbnail_data_uri, write_report
-from tasks.ledger import Ledger
-from tasks.records import JobState
+from tasks.store.ledger import Ledger
+from tasks.store.records import JobState
 from tests.support.workers import ImageServer, settings_env
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -15,7 +15,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 from config import Settings
 from picpik.errors import InvalidInput, Unavailable
-from tasks.netguard import Allowance, resolve_checked
+from tasks.inputs.netguard import Allowance, resolve_checked
 
 __all__ = ["fetch", "reference_name"]
 

@@ -19,7 +19,7 @@ import redis
 
 from config import Settings
 from picpik.errors import RetryableError
-from tasks.ledger import redis_now
+from tasks.store.ledger import redis_now
 
 __all__ = ["Limiter", "TokenWait", "call_lease_s"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from config import Settings
-from config.celery import max_countdown_s
+from config.timing import max_countdown_s
 
 __all__ = ["poll_delay", "retry_countdown", "retry_delay"]
 

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from picpik.errors import PermanentError
-from tasks.fetch import reference_name
-from tasks.records import JobState
-from tasks.runtime import Runtime
-from tasks.storage import output_names
+from tasks.inputs.fetch import reference_name
+from tasks.outputs.storage import output_names
+from tasks.stages.runtime import Runtime
+from tasks.store.records import JobState
 
 __all__ = ["RESULT_BYTES_FACTOR", "collect_failed", "collect_job"]
 

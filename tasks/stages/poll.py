@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 
 from picpik.errors import CutoutError, RetryableError, Throttled
 from picpik.models import TaskDetail
-from tasks.backoff import poll_delay
-from tasks.ledger import job_key
-from tasks.limiter import call_lease_s
-from tasks.records import JobRecord, JobState
-from tasks.runtime import Runtime
-from tasks.submitting import TOKEN_WAIT_S
+from tasks.limits.limiter import call_lease_s
+from tasks.stages.backoff import poll_delay
+from tasks.stages.runtime import Runtime
+from tasks.stages.submit import TOKEN_WAIT_S
+from tasks.store.ledger import job_key
+from tasks.store.records import JobRecord, JobState
 
 __all__ = ["Finished", "PollResult", "poll_batch"]
 

@@ -12,10 +12,10 @@ import redis
 
 from config import Settings, get_settings
 from picpik.client import PicpikClient
-from tasks.ledger import Ledger
-from tasks.limiter import Limiter
-from tasks.schedule import PollSchedule, TickMarker
-from tasks.storage import OutputStore
+from tasks.limits.limiter import Limiter
+from tasks.outputs.storage import OutputStore
+from tasks.store.ledger import Ledger
+from tasks.store.schedule import PollSchedule, TickMarker
 
 __all__ = ["Runtime", "runtime"]
 

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 from picpik.errors import InvalidInput, PermanentError, RetryableError, Throttled
 from picpik.models import RemoveBackgroundOptions, parse_options
-from tasks.claims import claim
-from tasks.fetch import fetch
-from tasks.images import inspect_image
-from tasks.ledger import ERROR_FIELDS
-from tasks.limiter import TokenWait
-from tasks.records import JobRecord, JobState
-from tasks.runtime import Runtime
+from tasks.inputs.fetch import fetch
+from tasks.inputs.images import inspect_image
+from tasks.limits.limiter import TokenWait
+from tasks.stages.runtime import Runtime
+from tasks.store.claims import claim
+from tasks.store.ledger import ERROR_FIELDS
+from tasks.store.records import JobRecord, JobState
 
 __all__ = ["TOKEN_WAIT_S", "SubmitOutcome", "persist_job", "submit_job"]
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from config.celery import QUEUES
-from tasks.ledger import OPEN_JOBS, POLL_SCHEDULE, redis_now
-from tasks.records import JobState
-from tasks.runtime import Runtime
+from config.queues import QUEUES
+from tasks.stages.runtime import Runtime
+from tasks.store.ledger import OPEN_JOBS, POLL_SCHEDULE, redis_now
+from tasks.store.records import JobState
 
 __all__ = ["SweepResult", "stale_after_s", "sweep"]
 

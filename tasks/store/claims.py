@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from tasks.ledger import OPEN_JOBS, Ledger, job_key
-from tasks.records import JobState
+from tasks.store.ledger import OPEN_JOBS, Ledger, job_key
+from tasks.store.records import JobState
 
 __all__ = ["Claim", "claim"]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from tasks.records import JobRecord, JobState
+from tasks.store.records import JobRecord, JobState
 
 __all__ = ["ERROR_FIELDS", "EVENTS_STREAM", "OPEN_JOBS", "POLL_SCHEDULE", "Ledger", "job_key",
            "redis_now"]

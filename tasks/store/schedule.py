@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import redis
 
-from tasks.ledger import POLL_SCHEDULE
+from tasks.store.ledger import POLL_SCHEDULE
 
 __all__ = ["PollSchedule", "TickMarker"]
 
