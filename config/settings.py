@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     read_timeout_s: float = 30.0
 
     # RetCode classification. The real service does not document its codes; these defaults are
-    # the local API server's table (README, "Local API server"), change them for the real API.
+    # the local API server's table (docs/emulator.md, "RetCodes"), change them for the real API.
     retcodes_throttle: IntSet = frozenset({140})
     retcodes_transient: IntSet = frozenset({500, 503})
     retcodes_bad_parameters: IntSet = frozenset({100, 150})

@@ -1,4 +1,4 @@
-"""The result image of a RemoveBackground task, made by the matting engine (README, "matting")."""
+"""The result image of a RemoveBackground task, made by the matting engine (docs/matting.md)."""
 
 from __future__ import annotations
 

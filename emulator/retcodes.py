@@ -1,4 +1,4 @@
-"""The local API server's RetCodes (the one table, also in README section "emulator")."""
+"""The local API server's RetCodes (the one table, also in docs/emulator.md)."""
 
 from __future__ import annotations
 

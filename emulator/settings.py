@@ -57,7 +57,7 @@ class EmulatorSettings(BaseSettings):
     max_calls_logged: int = Field(default=200_000, gt=0)  # /_admin/calls keeps the newest
     render_threads: int = Field(default=2, ge=1)
     # A U2Net-family ONNX model; when the file exists the neural engine segments instead of
-    # GrabCut (README, "matting").
+    # GrabCut (docs/matting.md).
     model_path: Path | None = None
     log_level: str = "warning"
 

@@ -138,7 +138,7 @@ class EmulatorProcess:
         return result
 
     def configure(self, **partial: Any) -> dict[str, Any]:
-        """Change the running server (see README section "emulator" for the fields)."""
+        """Change the running server (see docs/emulator.md for the fields)."""
         result: dict[str, Any] = self._admin("POST", "config", json=partial)
         return result
 
