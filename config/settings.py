@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = 3600
     task_time_limit_s: int = 300
     result_expires_s: int = 7 * 24 * 3600
+    # On SIGQUIT (or SIGTERM with REMAP_SIGTERM=SIGQUIT, as docker stop sends it), running tasks
+    # get this long to finish before the worker stops them and returns their messages: longer
+    # than one API call, so a call in flight gets its answer recorded.
+    soft_shutdown_timeout_s: float = 45.0
 
     # --- the global rate limiter ---
     rate_limit: float = Field(default=5.0, gt=0)  # API calls per second for the PublicKey

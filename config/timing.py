@@ -45,4 +45,10 @@ def timing_problems(settings: Settings) -> list[str]:
             f"task_time_limit_s ({settings.task_time_limit_s}) must exceed fetch_timeout_s + "
             f"connect_timeout_s + read_timeout_s ({fetch_and_call})"
         )
+    call = settings.connect_timeout_s + settings.read_timeout_s
+    if settings.soft_shutdown_timeout_s <= call:
+        problems.append(
+            f"soft_shutdown_timeout_s ({settings.soft_shutdown_timeout_s}) must exceed "
+            f"connect_timeout_s + read_timeout_s ({call})"
+        )
     return problems
