@@ -10,10 +10,10 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from emulator.images import decode_raw_image
+from emulator.images import decode_problem, decode_raw_image
 from emulator.retcodes import Refusal, RetCode
 from emulator.state import EmulatorState
-from emulator.tasks import TASK_ERROR_CODE, Task, new_task_uid
+from emulator.tasks import DECODE_ERROR_CODE, TASK_ERROR_CODE, Task, TaskError, new_task_uid
 from picpik.errors import InvalidInput
 from picpik.models import (
     ListTasksDetailsRequest,
@@ -30,6 +30,7 @@ _OPTION_NAMES = frozenset(
     info.alias for info in RemoveBackgroundOptions.model_fields.values() if info.alias
 )
 _LIST_NAMES = frozenset({"TaskUIDList"})
+_INJECTED_ERROR = TaskError(TASK_ERROR_CODE, "the task failed (injected fault task_error)")
 
 
 @dataclass(slots=True)
@@ -73,10 +74,17 @@ async def remove_background(ctx: CallContext) -> dict[str, Any]:
         raise bad_parameter(exc) from exc
     if not ctx.state.ledger(ctx.key).spend_credit():
         raise Refusal(RetCode.NO_CREDITS, "no_credits", f"no credits left for {ctx.key}")
-    return {"TaskUID": _start_task(ctx, options, image).uid}
+    # The header was enough to accept (and bill) the call; the whole image is decoded as the
+    # task runs, and one that cannot be decoded ends the task in Error, as the real API does.
+    problem = await run_in_threadpool(decode_problem, image) if ctx.large else (
+        decode_problem(image))
+    error = TaskError(DECODE_ERROR_CODE, f"the image could not be decoded: {problem}") if (
+        problem) else None
+    return {"TaskUID": _start_task(ctx, options, image, error).uid}
 
 
-def _start_task(ctx: CallContext, options: RemoveBackgroundOptions, image: bytes) -> Task:
+def _start_task(ctx: CallContext, options: RemoveBackgroundOptions, image: bytes,
+                error: TaskError | None) -> Task:
     state, config = ctx.state, ctx.state.config
     # Timing is fixed when the task is accepted: a later config change does not move it.
     now = time.monotonic()
@@ -85,7 +93,7 @@ def _start_task(ctx: CallContext, options: RemoveBackgroundOptions, image: bytes
         key=ctx.key,
         running_at=now + config.queue_s,
         done_at=now + config.queue_s + config.run_s,
-        fails=state.dice(config.faults.task_error),
+        error=error or (_INJECTED_ERROR if state.dice(config.faults.task_error) else None),
         options=options,
         image=image,
     )
@@ -112,15 +120,15 @@ async def list_tasks_details(ctx: CallContext) -> dict[str, Any]:
 
 def _detail(task: Task, now: float, base_url: str) -> dict[str, Any]:
     status = task.status(now)
-    failed = status == "Error"
+    error = task.error if status == "Error" else None
     return {
         "TaskUID": task.uid,
         "Action": "RemoveBackground",
         "Status": status,
         "ImgList": [f"{base_url}/results/{task.token}.png"] if status == "Finished" else [],
         "ConsumeApiPoint": 1,
-        "ErrorCode": TASK_ERROR_CODE if failed else 0,
-        "ErrorMassage": "the task failed (injected fault task_error)" if failed else "",
+        "ErrorCode": error.code if error else 0,
+        "ErrorMassage": error.message if error else "",
     }
 
 

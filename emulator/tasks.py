@@ -14,9 +14,19 @@ from dataclasses import dataclass, field
 
 from picpik.models import RemoveBackgroundOptions
 
-__all__ = ["TASK_ERROR_CODE", "Task", "TaskStore", "new_task_uid"]
+__all__ = ["DECODE_ERROR_CODE", "TASK_ERROR_CODE", "Task", "TaskError", "TaskStore",
+           "new_task_uid"]
 
-TASK_ERROR_CODE = 1001  # ErrorCode of a task that ends in Error
+TASK_ERROR_CODE = 1001  # ErrorCode of a task that ends in Error (the injected fault)
+DECODE_ERROR_CODE = 1002  # ErrorCode of a task whose image could not be decoded
+
+
+@dataclass(frozen=True, slots=True)
+class TaskError:
+    """Why a task ends in Error: its ErrorCode and ErrorMassage."""
+
+    code: int
+    message: str
 
 
 def new_task_uid() -> str:
@@ -32,7 +42,7 @@ class Task:
     key: str
     running_at: float  # monotonic: when it leaves Queuing
     done_at: float  # monotonic: when it leaves Running
-    fails: bool
+    error: TaskError | None  # set: the task ends in Error
     options: RemoveBackgroundOptions
     image: bytes | None  # the input, dropped once rendered or expired
     token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
@@ -42,7 +52,7 @@ class Task:
 
     def status(self, now: float) -> str:
         if now >= self.done_at:
-            return "Error" if self.fails else "Finished"
+            return "Error" if self.error else "Finished"
         return "Running" if now >= self.running_at else "Queuing"
 
     def stored_bytes(self) -> int:
