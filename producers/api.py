@@ -7,10 +7,11 @@ whose first task id is the job id.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -30,6 +31,7 @@ __all__ = [
     "JobState",
     "batch_counts",
     "batch_jobs",
+    "derive_job_ids",
     "enqueue",
     "enqueue_many",
     "get_job",
@@ -38,6 +40,9 @@ __all__ = [
 ]
 
 WAIT_POLL_S = 0.25
+# Job ids derived from an idempotency key: uuid5 in cutout's own namespace.
+_KEY_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://cutout.local/job-id")
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
 def enqueue(
@@ -45,12 +50,16 @@ def enqueue(
     *,
     batch: str | None = None,
     output_dir: str | None = None,
+    job_id: str | None = None,
+    idempotency_key: str | None = None,
     settings: Settings | None = None,
     **options: Any,
 ) -> str:
-    """Queue one image reference; return its job id. Raises InvalidInput naming a bad option."""
-    return enqueue_many([reference], batch=batch, output_dir=output_dir, settings=settings,
-                        **options)[0]
+    """Queue one image reference; return its job id. Raises InvalidInput naming a bad option.
+    `job_id` or `idempotency_key` make a repeat a no-op (see enqueue_many)."""
+    return enqueue_many([reference], batch=batch, output_dir=output_dir,
+                        job_ids=None if job_id is None else [job_id],
+                        idempotency_key=idempotency_key, settings=settings, **options)[0]
 
 
 def enqueue_many(
@@ -58,25 +67,89 @@ def enqueue_many(
     *,
     batch: str | None = None,
     output_dir: str | None = None,
+    job_ids: Sequence[str] | None = None,
+    idempotency_key: str | None = None,
     settings: Settings | None = None,
     **options: Any,
 ) -> list[str]:
     """Validate the options once, then queue every reference in bulk (one connection, one
     pipelined ledger write); return the job ids in the order of the references.
 
-    Options go by API name (Box=...) or Python name (box=...)."""
+    Options go by API name (Box=...) or Python name (box=...). Pass your own `job_ids` (one per
+    reference) or an `idempotency_key` (the ids are then derived from it, uuid5) to make a
+    repeat safe: jobs that exist already are not recorded again, only those still ACCEPTED are
+    published again (a duplicate message costs nothing: the claim), and the same ids come back.
+    A key or id reused for another reference, options, batch or output_dir is refused."""
     s = settings or get_settings()
     params = parse_options(options).to_params()
     refs = list(references)
+    _check_references(refs, batch)
+    ids = _job_ids_for(refs, job_ids, idempotency_key)
+    jobs = list(zip(ids, refs, strict=True))
+    ledger = _ledger(s)
+    if job_ids is None and idempotency_key is None:
+        ledger.create_many(jobs, params, batch=batch, output_dir=output_dir)
+        _publish(s, jobs)
+        return ids
+    existing = {r.job_id: r for r in ledger.get_many(ids) if r is not None}
+    field = "job_ids" if job_ids is not None else "idempotency_key"
+    for job_id, ref in jobs:
+        if job_id in existing:
+            _check_repeat(existing[job_id], ref, params, batch, output_dir, field)
+    fresh = [(job_id, ref) for job_id, ref in jobs if job_id not in existing]
+    ledger.create_many(fresh, params, batch=batch, output_dir=output_dir)
+    # Jobs still ACCEPTED may never have been published (a producer that died in between).
+    again = [(r.job_id, r.reference) for r in existing.values() if r.state is JobState.ACCEPTED]
+    _publish(s, fresh + again)
+    return ids
+
+
+def derive_job_ids(idempotency_key: str, count: int) -> list[str]:
+    """The job ids an idempotency key stands for: uuid5 of the key and each position."""
+    return [str(uuid.uuid5(_KEY_NAMESPACE, f"{idempotency_key}/{i}")) for i in range(count)]
+
+
+def _check_references(refs: list[str], batch: str | None) -> None:
     for ref in refs:
         if not isinstance(ref, str) or not ref.strip():
             raise InvalidInput(f"must be a non-empty string, got {ref!r}", field="reference")
     if batch is not None and (not batch or ":" in batch):
         raise InvalidInput(f"must be a non-empty name without ':', got {batch!r}", field="batch")
-    jobs = [(str(uuid.uuid4()), ref) for ref in refs]
-    _ledger(s).create_many(jobs, params, batch=batch, output_dir=output_dir)
-    _publish(s, jobs)
-    return [job_id for job_id, _ in jobs]
+
+
+def _job_ids_for(refs: list[str], job_ids: Sequence[str] | None,
+                 idempotency_key: str | None) -> list[str]:
+    if job_ids is not None and idempotency_key is not None:
+        raise InvalidInput("give job_ids or idempotency_key, not both", field="idempotency_key")
+    if idempotency_key is not None:
+        if not isinstance(idempotency_key, str) or not idempotency_key.strip():
+            raise InvalidInput("must be a non-empty string", field="idempotency_key")
+        return derive_job_ids(idempotency_key, len(refs))
+    if job_ids is None:
+        return [str(uuid.uuid4()) for _ in refs]
+    ids = list(job_ids)
+    if len(ids) != len(refs):
+        raise InvalidInput(f"{len(ids)} ids for {len(refs)} references", field="job_ids")
+    if len(set(ids)) != len(ids):
+        raise InvalidInput("the same id is given twice", field="job_ids")
+    for job_id in ids:
+        if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
+            raise InvalidInput(f"{job_id!r} is not a job id (1-128 of A-Z a-z 0-9 . _ : -, "
+                               "starting with a letter or digit)", field="job_ids")
+    return ids
+
+
+def _check_repeat(record: JobRecord, reference: str, params: dict[str, Any],
+                  batch: str | None, output_dir: str | None, field: str) -> None:
+    """A repeat must ask for the very same job; anything else is a reused key or id."""
+    differs = [name for name, mine, theirs in (
+        ("reference", reference, record.reference), ("options", params, record.options),
+        ("batch", batch or None, record.batch or None),
+        ("output_dir", output_dir or None, record.output_dir or None)) if mine != theirs]
+    if differs:
+        raise InvalidInput(f"job {record.job_id} already exists with another "
+                           f"{' and '.join(differs)} (the {field} stand for other jobs); "
+                           "nothing was queued", field=field)
 
 
 def get_job(job_id: str, settings: Settings | None = None) -> JobRecord | None:

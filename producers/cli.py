@@ -26,7 +26,7 @@ from config import Settings
 from picpik.errors import CutoutError, InvalidInput
 from producers.manifest import (
     Entry,
-    group_by_options,
+    group_indexes_by_options,
     option_from_text,
     read_references,
     validate_entries,
@@ -104,7 +104,8 @@ def describe_failure(exc: Exception) -> str:
         # already holds the jobs, and enqueueing them again would make duplicates.
         return (f"cannot reach the broker (CUTOUT_BROKER_URL, by default CUTOUT_REDIS_URL): "
                 f"{str(exc).rstrip('.')}; the jobs recorded so far stay ACCEPTED and the "
-                "workers' sweeper publishes them later (do not enqueue them again)")
+                "workers' sweeper publishes them later (do not enqueue them again, unless "
+                "with the same --idempotency-key)")
     return str(exc)
 
 
@@ -122,6 +123,9 @@ def describe_failure(exc: Exception) -> str:
 @click.option("--wait", is_flag=True, help="Show progress until every job is finished.")
 @click.option("--timeout-s", metavar="S", type=float, default=None,
               help="With --wait: stop waiting after S seconds (exit 1 if jobs are left).")
+@click.option("--idempotency-key", metavar="K", default=None,
+              help="Run again with the same K (and the same images and flags) to queue "
+                   "nothing new: the job ids are derived from K.")
 @option_flags
 def enqueue(
     references: tuple[str, ...],
@@ -130,6 +134,7 @@ def enqueue(
     out: Path | None,
     wait: bool,
     timeout_s: float | None,
+    idempotency_key: str | None,
     **flags: Any,
 ) -> None:
     """Queue images (files, folders, http/https URLs, manifests) for background removal."""
@@ -141,7 +146,8 @@ def enqueue(
     batch = batch or f"batch-{datetime.now(UTC):%Y%m%d-%H%M%S}-{token_hex(2)}"
     # Absolute, because workers run elsewhere: a relative path would be their own cwd's.
     out = out.resolve() if out is not None else None
-    job_ids = _enqueue_groups(jobs, batch=batch, out=out, settings=settings)
+    job_ids = _enqueue_groups(jobs, batch=batch, out=out, settings=settings,
+                              idempotency_key=idempotency_key)
     console.print(f"queued {len(job_ids)} job(s) in batch [bold]{escape(batch)}[/]",
                   highlight=False)
     if wait:
@@ -184,16 +190,29 @@ def _refuse(reasons: Sequence[str]) -> NoReturn:
 
 def _enqueue_groups(
     jobs: Sequence[tuple[str, dict[str, Any]]], *, batch: str, out: Path | None,
-    settings: Settings,
+    settings: Settings, idempotency_key: str | None = None,
 ) -> list[str]:
-    """Publish jobs in bulk, one enqueue_many call per distinct set of options."""
+    """Publish jobs in bulk, one enqueue_many call per distinct set of options. With a key,
+    each job's id is derived from the key and its position (api.derive_job_ids), as the
+    Python API derives them, so a repeat queues nothing new."""
     from producers import api
 
-    job_ids: list[str] = []
-    for options, refs in group_by_options(jobs):
-        job_ids += api.enqueue_many(
-            refs, batch=batch, output_dir=str(out) if out else None, settings=settings, **options
-        )
+    if idempotency_key is not None and not idempotency_key.strip():
+        _refuse(["field --idempotency-key: must not be empty"])
+    derived = api.derive_job_ids(idempotency_key, len(jobs)) if idempotency_key else None
+    job_ids: list[str] = [""] * len(jobs)
+    for options, indexes in group_indexes_by_options(jobs):
+        refs = [jobs[i][0] for i in indexes]
+        given = [derived[i] for i in indexes] if derived else None
+        try:
+            ids = api.enqueue_many(refs, batch=batch, output_dir=str(out) if out else None,
+                                   job_ids=given, settings=settings, **options)
+        except InvalidInput as exc:
+            if exc.field != "job_ids":
+                raise
+            _refuse([f"field --idempotency-key: {exc.message}"])
+        for i, job_id in zip(indexes, ids, strict=True):
+            job_ids[i] = job_id
     return job_ids
 
 

@@ -88,6 +88,24 @@ def test_duplicate_messages_for_the_same_jobs_lead_to_one_api_call_each(
     assert all(len(r.result_paths) == 1 for r in records.values())
 
 
+def test_a_producer_repeating_enqueue_with_its_idempotency_key_pays_once_per_job(
+        pipeline: Pipeline, emulator: EmulatorProcess) -> None:
+    s = pipeline.settings
+    refs = [str(p) for p in write_pngs(pipeline.inputs / "idem", 10, prefix="idem")]
+    ids = api.enqueue_many(refs, batch="idem", idempotency_key="import-9", settings=s)
+    # The producer saw an error (a timeout, say) and sends the same request again, twice:
+    # once while the jobs run, once after they finished.
+    assert api.enqueue_many(refs, batch="idem", idempotency_key="import-9", settings=s) == ids
+    records = api.wait(ids, timeout_s=60, settings=s)
+    assert api.enqueue_many(refs, batch="idem", idempotency_key="import-9", settings=s) == ids
+    own = api.enqueue_many(refs[:2], batch="idem", job_ids=ids[:2], settings=s)
+    assert own == ids[:2]
+    assert {r.state for r in records.values()} == {JobState.SUCCEEDED}
+    paid = Counter(c["request_uuid"] for c in emulator.calls(action="RemoveBackground"))
+    assert paid == dict.fromkeys(ids, 1)
+    assert api.batch_counts("idem", settings=s) == {"SUCCEEDED": 10}
+
+
 def test_bad_inputs_fail_with_stage_field_and_reason_and_the_worker_keeps_working(
         pipeline: Pipeline, emulator: EmulatorProcess, tmp_path: Path) -> None:
     (good,) = write_pngs(pipeline.inputs / "bad", 1, prefix="good")
