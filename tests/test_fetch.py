@@ -20,6 +20,7 @@ from tasks.inputs.images import inspect_image
 from tasks.inputs.netguard import Allowance, is_public
 from tasks.outputs.storage import output_names
 from tasks.stages.backoff import poll_delay, retry_delay
+from tests.support.addresses import PRIVATE_ADDRESSES, PUBLIC_ADDRESSES
 from tests.support.workers import ImageServer, write_pngs
 
 
@@ -108,15 +109,12 @@ def test_an_unresolvable_host_is_refused(root: Path) -> None:
     assert "cannot resolve" in refused("http://no-such-host.invalid/a.png", settings(root))
 
 
-@pytest.mark.parametrize("address", [
-    "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
-    "0.0.0.0", "::1", "fe80::1", "fc00::1", "::ffff:127.0.0.1", "64:ff9b::7f00:1",
-    "2002:7f00:1::", "224.0.0.1", "198.18.0.1"])
+@pytest.mark.parametrize("address", PRIVATE_ADDRESSES)
 def test_private_and_special_addresses_are_not_public(address: str) -> None:
     assert not is_public(ipaddress.ip_address(address))
 
 
-@pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "2001:4860:4860::8888"])
+@pytest.mark.parametrize("address", PUBLIC_ADDRESSES)
 def test_ordinary_internet_addresses_are_public(address: str) -> None:
     assert is_public(ipaddress.ip_address(address))
 

@@ -6,15 +6,12 @@ image it cannot decode the way the real one would: accepted, then a task that en
 from __future__ import annotations
 
 import base64
-import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 import requests
-from PIL import Image
 
 from config import Settings
 from picpik.errors import InvalidInput
@@ -22,34 +19,12 @@ from tasks.inputs.images import check_decodes, inspect_image
 from tasks.stages.runtime import Runtime
 from tasks.stages.submit import submit_job
 from tasks.store.records import JobState
+from tests.support.broken_images import corrupted, photo_bytes, truncated
 from tests.support.emulator_server import EmulatorProcess, emulator, emulator_process
 
 __all__ = ["emulator", "emulator_process"]  # fixtures used here, imported for pytest
 
 FORMATS = ["JPEG", "PNG", "WEBP", "BMP", "TIFF"]
-
-
-def photo_bytes(fmt: str, size: tuple[int, int] = (320, 240)) -> bytes:
-    """A smooth, photo-like image (so compressed formats have real entropy data)."""
-    rng = np.random.default_rng(7)
-    small = (rng.random((size[1] // 8, size[0] // 8, 3)) * 255).astype("uint8")
-    image = Image.fromarray(small).resize(size, Image.Resampling.BICUBIC)
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt)
-    return buffer.getvalue()
-
-
-def truncated(data: bytes) -> bytes:
-    """The first two thirds: the header intact, the pixel data cut short."""
-    return data[: len(data) * 2 // 3]
-
-
-def corrupted(data: bytes) -> bytes:
-    """200 bytes of noise in the middle of the compressed data."""
-    broken = bytearray(data)
-    middle = len(data) // 2
-    broken[middle:middle + 200] = np.random.default_rng(3).bytes(200)
-    return bytes(broken)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
