@@ -35,6 +35,7 @@ __all__ = [
     "enqueue",
     "enqueue_many",
     "get_job",
+    "publish",
     "retry_failed",
     "wait",
 ]
@@ -89,7 +90,7 @@ def enqueue_many(
     ledger = _ledger(s)
     if job_ids is None and idempotency_key is None:
         ledger.create_many(jobs, params, batch=batch, output_dir=output_dir)
-        _publish(s, jobs)
+        publish(s, jobs)
         return ids
     existing = {r.job_id: r for r in ledger.get_many(ids) if r is not None}
     field = "job_ids" if job_ids is not None else "idempotency_key"
@@ -100,7 +101,7 @@ def enqueue_many(
     ledger.create_many(fresh, params, batch=batch, output_dir=output_dir)
     # Jobs still ACCEPTED may never have been published (a producer that died in between).
     again = [(r.job_id, r.reference) for r in existing.values() if r.state is JobState.ACCEPTED]
-    _publish(s, fresh + again)
+    publish(s, fresh + again)
     return ids
 
 
@@ -213,7 +214,7 @@ def retry_failed(batch: str, settings: Settings | None = None) -> list[str]:
                    "submitted_at", "polls", "result_paths"])
         if done:
             again.append((record.job_id, record.reference))
-    _publish(s, again)
+    publish(s, again)
     return [job_id for job_id, _ in again]
 
 
@@ -225,7 +226,7 @@ def _read(ledger: Ledger, ids: list[str]) -> dict[str, JobRecord]:
     return {r.job_id: r for r in records if r is not None}
 
 
-def _publish(settings: Settings, jobs: list[tuple[str, str]]) -> None:
+def publish(settings: Settings, jobs: list[tuple[str, str]]) -> None:
     """One connection for the whole list; each message is the submit -> persist chain."""
     if not jobs:
         return

@@ -14,16 +14,24 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from secrets import token_hex
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
 import redis
 from kombu.exceptions import OperationalError
-from rich.console import Console
 from rich.markup import escape
 
 from config import Settings
 from picpik.errors import CutoutError, InvalidInput
+from producers.cli_output import (
+    EXIT_FAILED,
+    EXIT_REFUSED,
+    console,
+    errors,
+    print_failures,
+    refuse,
+)
+from producers.cli_reconcile import reconcile
 from producers.manifest import (
     Entry,
     group_indexes_by_options,
@@ -37,16 +45,9 @@ from producers.startup import BadSettings, load_settings
 # settings: each command imports them after load_settings(), so `--help` works whatever the
 # environment and a bad setting is one line (BadSettings), not a traceback.
 if TYPE_CHECKING:
-    from tasks.store.records import JobRecord
+    pass
 
 __all__ = ["main"]
-
-EXIT_FAILED = 1
-EXIT_REFUSED = 2
-
-# soft_wrap: a line stays one line when piped, so scripts can grep it.
-console = Console(soft_wrap=True)
-errors = Console(stderr=True, soft_wrap=True)
 
 # Option (Python name) -> its flag, metavar and help. Values arrive as text and are converted,
 # then validated by picpik.models.parse_options, so every refusal names the API field the same way.
@@ -73,6 +74,9 @@ def option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """Remove the backgrounds of many images through the RemoveBackground API."""
+
+
+cli.add_command(reconcile)
 
 
 def main() -> None:
@@ -142,7 +146,7 @@ def enqueue(
     entries = _entries_or_exit(references, manifests)
     jobs = _validated_or_exit(entries, flags)
     if batch is not None and (not batch or ":" in batch):
-        _refuse([f"field batch: must be a non-empty name without ':' (got {batch!r})"])
+        refuse([f"field batch: must be a non-empty name without ':' (got {batch!r})"])
     batch = batch or f"batch-{datetime.now(UTC):%Y%m%d-%H%M%S}-{token_hex(2)}"
     # Absolute, because workers run elsewhere: a relative path would be their own cwd's.
     out = out.resolve() if out is not None else None
@@ -160,9 +164,9 @@ def _entries_or_exit(references: Sequence[str], manifests: Sequence[Path]) -> li
     try:
         entries = read_references(references, manifests)
     except InvalidInput as exc:
-        _refuse([f"field {exc.field}: {exc.message}"])
+        refuse([f"field {exc.field}: {exc.message}"])
     if not entries:
-        _refuse(["no images found in what was given"])
+        refuse(["no images found in what was given"])
     return entries
 
 
@@ -177,15 +181,8 @@ def _validated_or_exit(
     }
     jobs, refusals = validate_entries(entries, defaults)
     if refusals:
-        _refuse(refusals)
+        refuse(refusals)
     return jobs
-
-
-def _refuse(reasons: Sequence[str]) -> NoReturn:
-    for reason in reasons:
-        errors.print(f"[red]refused:[/] {escape(reason)}", highlight=False)
-    errors.print("nothing was queued", highlight=False)
-    sys.exit(EXIT_REFUSED)
 
 
 def _enqueue_groups(
@@ -198,7 +195,7 @@ def _enqueue_groups(
     from producers import api
 
     if idempotency_key is not None and not idempotency_key.strip():
-        _refuse(["field --idempotency-key: must not be empty"])
+        refuse(["field --idempotency-key: must not be empty"])
     derived = api.derive_job_ids(idempotency_key, len(jobs)) if idempotency_key else None
     job_ids: list[str] = [""] * len(jobs)
     for options, indexes in group_indexes_by_options(jobs):
@@ -210,7 +207,7 @@ def _enqueue_groups(
         except InvalidInput as exc:
             if exc.field != "job_ids":
                 raise
-            _refuse([f"field --idempotency-key: {exc.message}"])
+            refuse([f"field --idempotency-key: {exc.message}"])
         for i, job_id in zip(indexes, ids, strict=True):
             job_ids[i] = job_id
     return job_ids
@@ -222,7 +219,7 @@ def _wait_and_exit(
     from producers.progress import TERMINAL_STATES, wait_with_progress
 
     records = wait_with_progress(job_ids, console=console, settings=settings, timeout_s=timeout_s)
-    _print_failures(list(records.values()))
+    print_failures(list(records.values()))
     states = [str(r.state) for r in records.values()]
     unfinished = len(job_ids) - sum(s in TERMINAL_STATES for s in states)
     if unfinished:
@@ -262,7 +259,7 @@ def status(job_id: str | None, batch: str | None, as_json: bool) -> None:
     for state, n in counts.items():
         console.print(f"  {state:<22} {n}", highlight=False)
     if counts.get("FAILED") or counts.get("NEEDS_RECONCILIATION"):
-        _print_failures(api.batch_jobs(batch, settings=settings), out=console)
+        print_failures(api.batch_jobs(batch, settings=settings), out=console)
 
 
 def _job_status(job_id: str, settings: Settings, as_json: bool) -> None:
@@ -282,18 +279,6 @@ def _job_status(job_id: str, settings: Settings, as_json: bool) -> None:
         if name.endswith(("_at", "_until")) and isinstance(value, float):
             value = datetime.fromtimestamp(value, UTC).isoformat(timespec="milliseconds")
         console.print(f"{name:<14} {value}", highlight=False, markup=False)
-
-
-def _print_failures(records: Sequence[JobRecord], out: Console = errors) -> None:
-    """Each failed job: state, reference, stage/code/field, reason."""
-    for record in records:
-        state = str(record.state)
-        if state in ("FAILED", "NEEDS_RECONCILIATION"):
-            parts = (record.error_stage, record.error_code, record.error_field)
-            where = "/".join(str(x) for x in parts if x)
-            detail = (f"{record.reference}: {where or 'unknown'}: "
-                      f"{record.error_message or 'no reason recorded'}")
-            out.print(f"[red]{state}[/] {escape(detail)}", highlight=False)
 
 
 BATCH = click.option("--batch", metavar="NAME", required=True, help="The batch name.")

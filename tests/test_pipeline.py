@@ -14,7 +14,7 @@ from PIL import Image
 
 from picpik.errors import InvalidInput
 from producers import api
-from producers.api import _producer_app, _publish
+from producers.api import _producer_app, publish
 from tasks.store.ledger import Ledger
 from tasks.store.records import JobState
 from tests.support.emulator_server import EmulatorProcess, emulator, emulator_process
@@ -77,8 +77,8 @@ def test_duplicate_messages_for_the_same_jobs_lead_to_one_api_call_each(
     files = write_pngs(pipeline.inputs / "dup", 20, prefix="dup")
     ids = api.enqueue_many([str(p) for p in files], batch="dup", settings=pipeline.settings)
     jobs = list(zip(ids, [str(p) for p in files], strict=True))
-    _publish(pipeline.settings, jobs)  # the same messages again, twice, on purpose
-    _publish(pipeline.settings, jobs)
+    publish(pipeline.settings, jobs)  # the same messages again, twice, on purpose
+    publish(pipeline.settings, jobs)
     records = api.wait(ids, timeout_s=60, settings=pipeline.settings)
     assert {r.state for r in records.values()} == {JobState.SUCCEEDED}
     paid = Counter(c["request_uuid"] for c in emulator.calls(action="RemoveBackground"))

@@ -14,8 +14,8 @@ import redis
 
 from tasks.store.records import JobRecord, JobState
 
-__all__ = ["ERROR_FIELDS", "EVENTS_STREAM", "OPEN_JOBS", "POLL_SCHEDULE", "Ledger", "job_key",
-           "redis_now"]
+__all__ = ["ERROR_FIELDS", "EVENTS_STREAM", "OPEN_JOBS", "POLL_SCHEDULE", "RECONCILE_JOBS",
+           "Ledger", "job_key", "redis_now"]
 
 PREFIX = "cutout"
 EVENTS_STREAM = f"{PREFIX}:events"
@@ -25,6 +25,8 @@ POLL_SCHEDULE = f"{PREFIX}:poll:due"
 # Sorted set of the jobs not yet in a terminal state, by the time of their last change: the
 # sweeper's index of jobs that may have lost their message.
 OPEN_JOBS = f"{PREFIX}:open"
+# Sorted set of the jobs in NEEDS_RECONCILIATION, by when they got there (`cutout reconcile`).
+RECONCILE_JOBS = f"{PREFIX}:reconcile"
 # Why a job ended: written by fail(), cleared when the job moves on again.
 ERROR_FIELDS = ("error_stage", "error_code", "error_field", "error_message")
 
@@ -89,6 +91,11 @@ if ARGV[2] == 'ACCEPTED' or ARGV[2] == 'SUBMITTING' or ARGV[2] == 'SUBMITTED' th
   redis.call('ZADD', KEYS[3], now, id)
 else
   redis.call('ZREM', KEYS[3], id)
+end
+if ARGV[2] == 'NEEDS_RECONCILIATION' then
+  redis.call('ZADD', 'cutout:reconcile', now, id)
+elseif state == 'NEEDS_RECONCILIATION' then
+  redis.call('ZREM', 'cutout:reconcile', id)
 end
 local batch = redis.call('HGET', KEYS[1], 'batch')
 if batch and batch ~= '' and state ~= ARGV[2] then
