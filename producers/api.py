@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from celery import Celery
+from kombu.exceptions import OperationalError
 
 from config import Settings, get_settings
 from picpik.errors import InvalidInput
@@ -232,7 +233,13 @@ def publish(settings: Settings, jobs: list[tuple[str, str]]) -> None:
         return
     app = _producer_app(settings)
     with app.connection_for_write() as conn:
-        send_jobs(app, jobs, app.amqp.Producer(conn))
+        refused = conn.connection_errors + conn.channel_errors
+        try:
+            send_jobs(app, jobs, app.amqp.Producer(conn))
+        except refused as exc:
+            # e.g. RabbitMQ refusing the login or the vhost: one kind of error for callers,
+            # as kombu already gives for a broker out of reach.
+            raise OperationalError(f"the broker refused the connection: {exc}") from exc
 
 
 @lru_cache(maxsize=8)
