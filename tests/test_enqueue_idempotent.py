@@ -2,15 +2,16 @@
 own job ids or an idempotency key, and a repeat records nothing new, returns the same ids,
 re-publishes no job already past ACCEPTED and loses none whose message was never published.
 
-Real Redis as ledger and broker, no worker: the submit queue's length shows what was published
-(tests/test_pipeline.py runs repeats through real workers and counts the API calls)."""
+Real Redis as the ledger, Redis or RabbitMQ as the broker, no worker: the submit queue's length
+shows what was published (tests/test_pipeline.py runs repeats through real workers and counts
+the API calls)."""
 
 from __future__ import annotations
 
 import uuid
 
 import pytest
-import redis
+from kombu import Connection
 
 from config import Settings
 from picpik.errors import InvalidInput
@@ -22,14 +23,19 @@ REFS = ["/data/a.png", "/data/b.png", "/data/c.png"]
 
 
 @pytest.fixture
-def settings(redis_url: str) -> Settings:
-    return Settings(_env_file=None, redis_url=redis_url)  # type: ignore[call-arg]
+def settings(redis_url: str, broker_url: str) -> Settings:
+    """The suite's Redis as the ledger; the broker is Redis, then RabbitMQ (two runs)."""
+    return Settings(_env_file=None, redis_url=redis_url,  # type: ignore[call-arg]
+                    broker_url=broker_url)
 
 
 def queued(settings: Settings) -> int:
-    """Messages waiting on the `submit` queue (the Redis broker keeps them in a list)."""
-    with redis.Redis.from_url(settings.redis_url) as client:
-        return int(client.llen("submit"))
+    """Messages waiting on the `submit` queue, asked of the broker whichever it is."""
+    with Connection(settings.broker, connect_timeout=10) as conn:
+        try:
+            return int(conn.default_channel.queue_declare("submit", passive=True).message_count)
+        except conn.channel_errors:  # RabbitMQ: no such queue yet, so nothing published
+            return 0
 
 
 def test_the_same_idempotency_key_gives_the_same_ids_and_records_nothing_new(
