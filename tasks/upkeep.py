@@ -128,6 +128,9 @@ def _start_worker_threads(sender: Any = None, **_: Any) -> None:
     """The worker's own threads run with their own parts, never the pool processes' ones."""
     settings = get_settings()
     rt = Runtime.build(settings)
+    warning = rt.durability.warning()
+    if warning:
+        log.warning(warning)
     Collector(rt, settings.collect_threads).start()
     upkeep = Upkeep(rt, app, getattr(sender, "hostname", None) or f"worker-{id(rt)}")
     ensure_poll_loop(settings, rt.ticks)  # a (re)started worker makes sure the loop runs

@@ -50,6 +50,16 @@ def test_a_transition_from_a_state_not_allowed_is_refused(ledger: Ledger) -> Non
     assert ledger.transition("nope", [JobState.ACCEPTED], JobState.FAILED) == (False, None)
 
 
+def test_a_transition_whose_expected_fields_do_not_hold_is_refused(ledger: Ledger) -> None:
+    ledger.create("j1", "a.png", {})
+    ledger.set_fields("j1", task_uid="T-new")
+    assert ledger.transition("j1", [JobState.ACCEPTED], JobState.SUBMITTED,
+                             expect={"task_uid": "T-old"}) == (False, JobState.ACCEPTED)
+    assert ledger.transition("j1", [JobState.ACCEPTED], JobState.SUBMITTED,
+                             expect={"task_uid": "T-new", "lease_owner": ""}) == (
+        True, JobState.SUBMITTED)
+
+
 def test_batch_counts_follow_every_transition(ledger: Ledger) -> None:
     ledger.create_many([("a", "a.png"), ("b", "b.png"), ("c", "c.png")], {}, batch="night")
     ledger.transition("a", [JobState.ACCEPTED], JobState.SUBMITTING)
