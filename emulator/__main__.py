@@ -38,6 +38,8 @@ _FLAGS: dict[str, tuple[str, type, str]] = {
                              "fraction of calls processed, then answered with a gateway error"),
     "--fault-status-after-code": ("fault_status_after_code", int,
                                   "that gateway error's HTTP status: 500, 502 (default), 503, 504"),
+    "--fault-bad-detail": ("fault_bad_detail", float,
+                           "fraction of tasks whose ListTasksDetails entry is unreadable"),
     "--seed": ("seed", int, "seed of the fault dice"),
     "--max-body-bytes": ("max_body_bytes", int, "larger bodies get HTTP 413"),
     "--max-stored-bytes": ("max_stored_bytes", int, "images and results kept in memory"),

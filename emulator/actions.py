@@ -96,6 +96,7 @@ def _start_task(ctx: CallContext, options: RemoveBackgroundOptions, image: bytes
         error=error or (_INJECTED_ERROR if state.dice(config.faults.task_error) else None),
         options=options,
         image=image,
+        malformed=state.dice(config.faults.bad_detail),
     )
     state.tasks.add(task)
     state.tasks.sweep(now, config.result_ttl_s, state.settings.max_stored_bytes)
@@ -127,7 +128,8 @@ def _detail(task: Task, now: float, base_url: str) -> dict[str, Any]:
         "Status": status,
         "ImgList": [f"{base_url}/results/{task.token}.png"] if status == "Finished" else [],
         "ConsumeApiPoint": 1,
-        "ErrorCode": error.code if error else 0,
+        # An unreadable entry (fault bad_detail) spoils the whole answer for a strict reader.
+        "ErrorCode": "unreadable" if task.malformed else error.code if error else 0,
         "ErrorMassage": error.message if error else "",
     }
 

@@ -27,6 +27,7 @@ class Faults:
     result_5xx: float = 0.0
     status_after: float = 0.0
     status_after_code: int = 502
+    bad_detail: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,7 @@ class FaultsPatch(_Patch):
     result_5xx: Fraction | None = None
     status_after: Fraction | None = None
     status_after_code: Literal[500, 502, 503, 504] | None = None
+    bad_detail: Fraction | None = None
 
 
 class ConfigPatch(_Patch):

@@ -55,6 +55,7 @@ class EmulatorSettings(BaseSettings):
     # plain-text body instead of the API's answer (a proxy that lost the upstream's answer)
     fault_status_after: Rate = 0.0
     fault_status_after_code: int = 502
+    fault_bad_detail: Rate = 0.0  # accepted tasks whose ListTasksDetails entry is unreadable
     seed: int | None = None  # for the fault dice, to reproduce a run
     # --- resources ---
     max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)  # larger bodies: HTTP 413

@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from picpik.errors import InvalidInput
 from picpik.models import TaskDetail
+from producers.api import ATTEMPT_FIELDS
 from tasks.limits.limiter import TokenWait
 from tasks.stages.runtime import Runtime
 from tasks.store.ledger import ERROR_FIELDS, OPEN_JOBS, RECONCILE_JOBS
@@ -26,8 +27,7 @@ __all__ = ["ApiView", "api_view", "attach", "flagged_jobs", "resubmit"]
 
 TOKEN_PATIENCE_S = 30.0  # how long the CLI waits for a limiter token before giving up
 # What a job loses when it is submitted again: everything about the call that was lost.
-CALL_FIELDS = ("task_uid", "call_started_at", "lease_until", "submitted_at", "finished_at",
-               "polls", "result_paths", "credits", *ERROR_FIELDS)
+CALL_FIELDS = (*ATTEMPT_FIELDS, "credits", *ERROR_FIELDS)
 T = TypeVar("T")
 
 
@@ -73,6 +73,9 @@ def attach(rt: Runtime, job_id: str, task_uid: str) -> JobRecord:
     schedule (polled and collected like any other). The API must know the TaskUID, and no
     other open job may hold it."""
     record = _flagged(rt, job_id)
+    if record.task_uid and record.task_uid != task_uid:
+        raise InvalidInput(f"job {job_id} already holds TaskUID {record.task_uid}",
+                           field="task_uid")
     holder = _recorded_task_uids(rt).get(task_uid)
     if holder is not None and holder != job_id:
         raise InvalidInput(f"TaskUID {task_uid} is already job {holder}'s", field="task_uid")
@@ -83,9 +86,9 @@ def attach(rt: Runtime, job_id: str, task_uid: str) -> JobRecord:
     done, state = rt.ledger.transition(
         job_id, [JobState.NEEDS_RECONCILIATION], JobState.SUBMITTED,
         fields={"task_uid": task_uid, "submitted_at": "__now__"},
-        clear=["lease_until", "finished_at", *ERROR_FIELDS],
+        clear=["lease_until", "lease_owner", "finished_at", *ERROR_FIELDS],
         event="job.submitted", event_fields={"task_uid": task_uid},
-        poll_in_s=0.0)
+        poll_in_s=0.0, expect={"task_uid": record.task_uid or ""})
     if not done:
         raise InvalidInput(f"job {job_id} is {state} now, no longer NEEDS_RECONCILIATION",
                            field="job_id")
@@ -96,8 +99,13 @@ def resubmit(rt: Runtime, job_id: str) -> JobRecord:
     """Back to ACCEPTED with the lost call forgotten (the caller publishes its message). Only
     for a job a human has found the API did not take: otherwise it is paid twice."""
     record = _flagged(rt, job_id)
+    if record.task_uid:
+        raise InvalidInput(f"job {job_id} holds TaskUID {record.task_uid}: the API took its "
+                           f"call; attach it instead (--attach {job_id} {record.task_uid})",
+                           field="job_id")
     done, state = rt.ledger.transition(job_id, [JobState.NEEDS_RECONCILIATION],
-                                       JobState.ACCEPTED, clear=list(CALL_FIELDS))
+                                       JobState.ACCEPTED, clear=list(CALL_FIELDS),
+                                       expect={"task_uid": record.task_uid or ""})
     if not done:
         raise InvalidInput(f"job {job_id} is {state} now, no longer NEEDS_RECONCILIATION",
                            field="job_id")
