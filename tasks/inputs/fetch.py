@@ -10,6 +10,7 @@ import http.client
 import socket
 import ssl
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -17,7 +18,7 @@ from config import Settings
 from picpik.errors import InvalidInput, Unavailable
 from tasks.inputs.netguard import Allowance, resolve_checked
 
-__all__ = ["fetch", "reference_name"]
+__all__ = ["fetch", "open_guarded", "reference_name"]
 
 MAX_REDIRECTS = 5
 CHUNK = 64 * 1024
@@ -104,22 +105,37 @@ class _PinnedHTTPS(_PinnedHTTP):
 
 def _open(url: str, allowance: Allowance, settings: Settings, deadline: float
           ) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
+    return open_guarded("GET", url, allowance, deadline,
+                        headers={"User-Agent": "cutout/0.1", "Accept": "image/*"})
+
+
+def open_guarded(method: str, url: str, allowance: Allowance, deadline: float, *,
+                 body: bytes | None = None, headers: Mapping[str, str] | None = None,
+                 field: str = "reference",
+                 ) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
+    """One request (no redirect followed) to an address the guard checked, connected to that
+    very address; the caller reads the response and closes the connection. Refusals name
+    `field` (InvalidInput); a connection or protocol failure is Unavailable."""
     split = urlsplit(url)
     if split.scheme.lower() not in ("http", "https") or not split.hostname:
-        raise InvalidInput(f"not an http(s) URL: {url}", field="reference")
+        raise InvalidInput(f"not an http(s) URL: {url}", field=field)
     https = split.scheme.lower() == "https"
     port = split.port or (443 if https else 80)
-    address = resolve_checked(split.hostname, port, allowance)
+    try:
+        address = resolve_checked(split.hostname, port, allowance)
+    except InvalidInput as exc:
+        exc.field = field
+        raise
     timeout = max(0.1, deadline - time.monotonic())
     cls = _PinnedHTTPS if https else _PinnedHTTP
     conn = cls(split.hostname, port, address, timeout)
     target = (split.path or "/") + (f"?{split.query}" if split.query else "")
     try:
-        conn.request("GET", target, headers={"User-Agent": "cutout/0.1", "Accept": "image/*"})
+        conn.request(method, target, body=body, headers=dict(headers or {}))
         return conn.getresponse(), conn
     except (OSError, http.client.HTTPException) as exc:
         conn.close()
-        raise Unavailable(f"cannot fetch {url}: {exc}", field="reference") from exc
+        raise Unavailable(f"cannot reach {url}: {exc}", field=field) from exc
 
 
 def _read_body(url: str, response: http.client.HTTPResponse, sock: socket.socket | None,

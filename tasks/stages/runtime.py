@@ -15,6 +15,7 @@ from picpik.client import PicpikClient
 from tasks.limits.limiter import Limiter
 from tasks.outputs.storage import OutputStore
 from tasks.store.ledger import Ledger
+from tasks.store.metrics import ApiCallCounter
 from tasks.store.schedule import PollSchedule, TickMarker
 
 __all__ = ["Runtime", "runtime"]
@@ -42,7 +43,7 @@ class Runtime:
             schedule=PollSchedule(client),
             ticks=TickMarker(client),
             store=OutputStore(client),
-            client=PicpikClient(settings),
+            client=PicpikClient(settings, on_call=ApiCallCounter(client).record),
         )
 
 

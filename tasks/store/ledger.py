@@ -14,8 +14,8 @@ import redis
 
 from tasks.store.records import JobRecord, JobState
 
-__all__ = ["ERROR_FIELDS", "EVENTS_STREAM", "OPEN_JOBS", "POLL_SCHEDULE", "Ledger", "job_key",
-           "redis_now"]
+__all__ = ["ERROR_FIELDS", "EVENTS_STREAM", "OPEN_JOBS", "POLL_SCHEDULE", "STATE_COUNTS", "Ledger",
+           "job_key", "redis_now"]
 
 PREFIX = "cutout"
 EVENTS_STREAM = f"{PREFIX}:events"
@@ -25,6 +25,9 @@ POLL_SCHEDULE = f"{PREFIX}:poll:due"
 # Sorted set of the jobs not yet in a terminal state, by the time of their last change: the
 # sweeper's index of jobs that may have lost their message.
 OPEN_JOBS = f"{PREFIX}:open"
+# Hash: state -> number of jobs in it, over every job (batch or not), kept by every script
+# that changes a state; what `cutout serve`'s metrics report.
+STATE_COUNTS = f"{PREFIX}:counts"
 # Why a job ended: written by fail(), cleared when the job moves on again.
 ERROR_FIELDS = ("error_stage", "error_code", "error_field", "error_message")
 
@@ -56,6 +59,7 @@ if ARGV[1] ~= '' then
   redis.call('SADD', ARGV[1], ARGV[3])
   redis.call('HINCRBY', ARGV[2], 'ACCEPTED', 1)
 end
+redis.call('HINCRBY', 'cutout:counts', 'ACCEPTED', 1)
 local t = redis.call('TIME')
 redis.call('ZADD', KEYS[2], tonumber(t[1]) + tonumber(t[2]) / 1000000, ARGV[3])
 return 1
@@ -89,6 +93,10 @@ if ARGV[2] == 'ACCEPTED' or ARGV[2] == 'SUBMITTING' or ARGV[2] == 'SUBMITTED' th
   redis.call('ZADD', KEYS[3], now, id)
 else
   redis.call('ZREM', KEYS[3], id)
+end
+if state ~= ARGV[2] then
+  redis.call('HINCRBY', 'cutout:counts', state, -1)
+  redis.call('HINCRBY', 'cutout:counts', ARGV[2], 1)
 end
 local batch = redis.call('HGET', KEYS[1], 'batch')
 if batch and batch ~= '' and state ~= ARGV[2] then
@@ -132,26 +140,31 @@ class Ledger:
         *,
         batch: str | None = None,
         output_dir: str | None = None,
+        webhook_url: str | None = None,
     ) -> bool:
         """Record a new job as ACCEPTED; False (and no change) if the id already exists."""
-        return bool(self._create_args(self.redis, job_id, reference, options, batch, output_dir))
+        return bool(self._create_args(self.redis, job_id, reference, options, batch, output_dir,
+                                      webhook_url))
 
     def create_many(self, jobs: Iterable[tuple[str, str]], options: Mapping[str, Any],
-                    *, batch: str | None = None, output_dir: str | None = None) -> None:
+                    *, batch: str | None = None, output_dir: str | None = None,
+                    webhook_url: str | None = None) -> None:
         """Record many (job_id, reference) pairs in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         for job_id, reference in jobs:
-            self._create_args(pipe, job_id, reference, options, batch, output_dir)
+            self._create_args(pipe, job_id, reference, options, batch, output_dir, webhook_url)
         pipe.execute()
 
     def _create_args(self, target: Any, job_id: str, reference: str, options: Mapping[str, Any],
-                     batch: str | None, output_dir: str | None) -> Any:
+                     batch: str | None, output_dir: str | None, webhook_url: str | None) -> Any:
         now = f"{time.time():.6f}"
         fields = {
             "job_id": job_id, "reference": reference, "options": json.dumps(dict(options)),
             "batch": batch or "", "output_dir": output_dir or "", "state": JobState.ACCEPTED,
             "attempts": "0", "created_at": now, "updated_at": now,
         }
+        if webhook_url:
+            fields["webhook_url"] = webhook_url
         flat = [item for pair in fields.items() for item in pair]
         set_key = batch_key(batch) if batch else ""
         counts = batch_counts_key(batch) if batch else ""
@@ -214,6 +227,11 @@ class Ledger:
     def set_fields(self, job_id: str, **fields: Any) -> None:
         """Write fields that do not change the state (e.g. the TaskUID right after the call)."""
         self.redis.hset(job_key(job_id), mapping={k: _str(v) for k, v in fields.items()})
+
+    def state_counts(self) -> dict[str, int]:
+        """Every job by state (states with none left out)."""
+        raw: dict[str, str] = self.redis.hgetall(STATE_COUNTS)  # type: ignore[assignment]
+        return {state: int(n) for state, n in raw.items() if int(n) > 0}
 
     def batch_ids(self, batch: str) -> list[str]:
         return sorted(self.redis.smembers(batch_key(batch)))  # type: ignore[arg-type]

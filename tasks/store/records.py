@@ -56,6 +56,10 @@ class JobRecord:
     updated_at: float | None = None
     lease_until: float | None = None
     polls: int = 0
+    # Where job.succeeded / job.failed / job.needs_reconciliation are POSTed (Standard
+    # Webhooks), and every delivery attempt so far, oldest first.
+    webhook_url: str | None = None
+    webhook_attempts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def terminal(self) -> bool:
@@ -85,6 +89,8 @@ class JobRecord:
             updated_at=_float(raw, "updated_at"),
             lease_until=_float(raw, "lease_until"),
             polls=int(raw.get("polls") or 0),
+            webhook_url=raw.get("webhook_url") or None,
+            webhook_attempts=json.loads(raw.get("webhook_attempts") or "[]"),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,83 @@
+"""Worker logs: with CUTOUT_LOG_FORMAT=json, Celery's handlers write one JSON object per line
+(config/logs.py) and the start-up banner is left out; every line a task logs carries its job's
+id, batch and stage (the task's name), in either format's records."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import Any
+
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    celeryd_init,
+    task_postrun,
+    task_prerun,
+)
+
+from config import get_settings
+from config.logs import clear_job_context, set_job_context, use_json
+from tasks.store.ledger import job_key
+
+__all__: list[str] = []
+
+_tokens: dict[str, Any] = {}
+_batches: OrderedDict[str, str] = OrderedDict()  # job id -> batch, the latest few
+BATCHES_KEPT = 1024
+
+
+def _json() -> bool:
+    return get_settings().log_format == "json"
+
+
+@celeryd_init.connect
+def _no_banner(instance: Any = None, **_: Any) -> None:
+    if _json() and instance is not None:
+        instance.quiet = True  # the banner is not JSON
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _json_handlers(logger: logging.Logger, **_: Any) -> None:
+    if _json():
+        use_json(logger)
+
+
+@task_prerun.connect
+def _context_on(task_id: str = "", task: Any = None, args: Any = (), kwargs: Any = None,
+                **_: Any) -> None:
+    name = getattr(task, "name", "") or ""
+    job_id = _job_id(name, task_id, args, kwargs or {})
+    _tokens[task_id] = set_job_context(job_id=job_id, batch=_batch(job_id), task_id=task_id,
+                                       stage=name.removeprefix("cutout."), task_name=name)
+
+
+@task_postrun.connect
+def _context_off(task_id: str = "", **_: Any) -> None:
+    token = _tokens.pop(task_id, None)
+    if token is not None:
+        clear_job_context(token)
+
+
+def _job_id(name: str, task_id: str, args: Any, kwargs: dict[str, Any]) -> str | None:
+    """The job a task is about: the submit task's own id; the others name it."""
+    if name == "cutout.submit":
+        return task_id
+    if "job_id" in kwargs:
+        return str(kwargs["job_id"])
+    first = args[0] if args else kwargs.get("submitted")
+    return str(first["job_id"]) if isinstance(first, dict) and "job_id" in first else None
+
+
+def _batch(job_id: str | None) -> str | None:
+    """The job's batch, looked up once per job and process (JSON logs only: a Redis call)."""
+    if job_id is None or not _json():
+        return None
+    if job_id not in _batches:
+        from tasks.stages.runtime import runtime
+
+        _batches[job_id] = str(runtime().redis.hget(job_key(job_id), "batch") or "")
+        while len(_batches) > BATCHES_KEPT:
+            _batches.popitem(last=False)
+    return _batches[job_id] or None
