@@ -21,6 +21,7 @@ from picpik.errors import InvalidInput
 from picpik.models import parse_options
 from tasks.celery_app import create_app
 from tasks.messages import send_jobs
+from tasks.outputs.webhooks import check_webhook_url
 from tasks.store.ledger import ERROR_FIELDS, Ledger
 from tasks.store.records import TERMINAL_STATES, JobRecord, JobState
 
@@ -46,11 +47,12 @@ def enqueue(
     batch: str | None = None,
     output_dir: str | None = None,
     settings: Settings | None = None,
+    webhook_url: str | None = None,
     **options: Any,
 ) -> str:
     """Queue one image reference; return its job id. Raises InvalidInput naming a bad option."""
     return enqueue_many([reference], batch=batch, output_dir=output_dir, settings=settings,
-                        **options)[0]
+                        webhook_url=webhook_url, **options)[0]
 
 
 def enqueue_many(
@@ -59,12 +61,14 @@ def enqueue_many(
     batch: str | None = None,
     output_dir: str | None = None,
     settings: Settings | None = None,
+    webhook_url: str | None = None,
     **options: Any,
 ) -> list[str]:
     """Validate the options once, then queue every reference in bulk (one connection, one
     pipelined ledger write); return the job ids in the order of the references.
 
-    Options go by API name (Box=...) or Python name (box=...)."""
+    Options go by API name (Box=...) or Python name (box=...). With webhook_url, each job's
+    end (job.succeeded, job.failed, job.needs_reconciliation) is POSTed there, signed."""
     s = settings or get_settings()
     params = parse_options(options).to_params()
     refs = list(references)
@@ -73,8 +77,11 @@ def enqueue_many(
             raise InvalidInput(f"must be a non-empty string, got {ref!r}", field="reference")
     if batch is not None and (not batch or ":" in batch):
         raise InvalidInput(f"must be a non-empty name without ':', got {batch!r}", field="batch")
+    if webhook_url is not None:
+        check_webhook_url(webhook_url)
     jobs = [(str(uuid.uuid4()), ref) for ref in refs]
-    _ledger(s).create_many(jobs, params, batch=batch, output_dir=output_dir)
+    _ledger(s).create_many(jobs, params, batch=batch, output_dir=output_dir,
+                           webhook_url=webhook_url)
     _publish(s, jobs)
     return [job_id for job_id, _ in jobs]
 

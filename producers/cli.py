@@ -31,6 +31,7 @@ from producers.manifest import (
     read_references,
     validate_entries,
 )
+from producers.serve.command import serve
 from producers.startup import BadSettings, load_settings
 
 # producers.api, .progress and .report import tasks/, which builds the Celery app from the
@@ -73,6 +74,9 @@ def option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """Remove the backgrounds of many images through the RemoveBackground API."""
+
+
+cli.add_command(serve)
 
 
 def main() -> None:
@@ -122,6 +126,8 @@ def describe_failure(exc: Exception) -> str:
 @click.option("--wait", is_flag=True, help="Show progress until every job is finished.")
 @click.option("--timeout-s", metavar="S", type=float, default=None,
               help="With --wait: stop waiting after S seconds (exit 1 if jobs are left).")
+@click.option("--webhook", metavar="URL", default=None,
+              help="POST each job's end (signed, Standard Webhooks) to this http(s) URL.")
 @option_flags
 def enqueue(
     references: tuple[str, ...],
@@ -130,6 +136,7 @@ def enqueue(
     out: Path | None,
     wait: bool,
     timeout_s: float | None,
+    webhook: str | None,
     **flags: Any,
 ) -> None:
     """Queue images (files, folders, http/https URLs, manifests) for background removal."""
@@ -138,10 +145,12 @@ def enqueue(
     jobs = _validated_or_exit(entries, flags)
     if batch is not None and (not batch or ":" in batch):
         _refuse([f"field batch: must be a non-empty name without ':' (got {batch!r})"])
+    if webhook is not None:
+        _check_webhook_or_exit(webhook)
     batch = batch or f"batch-{datetime.now(UTC):%Y%m%d-%H%M%S}-{token_hex(2)}"
     # Absolute, because workers run elsewhere: a relative path would be their own cwd's.
     out = out.resolve() if out is not None else None
-    job_ids = _enqueue_groups(jobs, batch=batch, out=out, settings=settings)
+    job_ids = _enqueue_groups(jobs, batch=batch, out=out, settings=settings, webhook=webhook)
     console.print(f"queued {len(job_ids)} job(s) in batch [bold]{escape(batch)}[/]",
                   highlight=False)
     if wait:
@@ -175,6 +184,15 @@ def _validated_or_exit(
     return jobs
 
 
+def _check_webhook_or_exit(url: str) -> None:
+    from tasks.outputs.webhooks import check_webhook_url
+
+    try:
+        check_webhook_url(url)
+    except InvalidInput as exc:
+        _refuse([f"field {exc.field}: {exc.message}"])
+
+
 def _refuse(reasons: Sequence[str]) -> NoReturn:
     for reason in reasons:
         errors.print(f"[red]refused:[/] {escape(reason)}", highlight=False)
@@ -184,7 +202,7 @@ def _refuse(reasons: Sequence[str]) -> NoReturn:
 
 def _enqueue_groups(
     jobs: Sequence[tuple[str, dict[str, Any]]], *, batch: str, out: Path | None,
-    settings: Settings,
+    settings: Settings, webhook: str | None = None,
 ) -> list[str]:
     """Publish jobs in bulk, one enqueue_many call per distinct set of options."""
     from producers import api
@@ -192,7 +210,8 @@ def _enqueue_groups(
     job_ids: list[str] = []
     for options, refs in group_by_options(jobs):
         job_ids += api.enqueue_many(
-            refs, batch=batch, output_dir=str(out) if out else None, settings=settings, **options
+            refs, batch=batch, output_dir=str(out) if out else None, settings=settings,
+            webhook_url=webhook, **options
         )
     return job_ids
 
@@ -257,12 +276,23 @@ def _job_status(job_id: str, settings: Settings, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, default=str))
         return
+    attempts = data.pop("webhook_attempts")
     for name, value in data.items():
         if value in (None, "", [], {}):
             continue
         if name.endswith(("_at", "_until")) and isinstance(value, float):
-            value = datetime.fromtimestamp(value, UTC).isoformat(timespec="milliseconds")
+            value = _when(value)
         console.print(f"{name:<14} {value}", highlight=False, markup=False)
+    for attempt in attempts:  # one line per webhook delivery attempt
+        outcome = attempt["error"] or f"HTTP {attempt['status']}"
+        after = f", again at {_when(attempt['next_at'])}" if attempt.get("next_at") else ""
+        console.print(f"{'webhook':<14} {_when(attempt['at'])} {attempt['event']} "
+                      f"{attempt['webhook_id']} #{attempt['attempt']}: {outcome}: "
+                      f"{attempt['outcome']}{after}", highlight=False, markup=False)
+
+
+def _when(unix_s: float) -> str:
+    return datetime.fromtimestamp(unix_s, UTC).isoformat(timespec="milliseconds")
 
 
 def _print_failures(records: Sequence[JobRecord], out: Console = errors) -> None:

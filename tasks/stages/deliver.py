@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,11 +29,24 @@ from tasks.outputs.webhooks import Deliveries, Delivery, Signer
 from tasks.stages.backoff import retry_delay
 from tasks.store.ledger import redis_now
 
-__all__ = ["Courier", "lease_s"]
+__all__ = ["Courier", "lease_s", "next_step"]
 
 log = logging.getLogger(__name__)
 
 ANSWER_BYTES = 4096  # read of a receiver's answer (its body is not used)
+
+
+def next_step(settings: Settings, attempts_before: int, age_s: float, status: int | None,
+              rng: random.Random | None = None) -> tuple[str, float]:
+    """After an attempt answered `status` (None: no answer), for a delivery `age_s` old that
+    had `attempts_before` attempts before this one: ("delivered" | "undelivered", 0) or
+    ("retrying", seconds until the next attempt)."""
+    if status is not None and 200 <= status < 300:
+        return "delivered", 0.0
+    if age_s >= settings.webhook_give_up_after_s:
+        return "undelivered", 0.0
+    return "retrying", retry_delay(attempts_before, settings.webhook_retry_base_s,
+                                   settings.webhook_retry_max_delay_s, rng)
 
 
 def lease_s(settings: Settings) -> float:
@@ -74,7 +88,8 @@ class Courier:
         with job_context(job_id=delivery.job_id, stage="webhook"):
             at = time.time()
             status, error = self._post(delivery)
-            outcome, retry_in = self._next_step(delivery, status)
+            age = redis_now(self.redis) - delivery.created_at
+            outcome, retry_in = next_step(self.settings, delivery.attempts, age, status)
             attempt: dict[str, Any] = {
                 "webhook_id": delivery.webhook_id, "event": delivery.event,
                 "attempt": delivery.attempts + 1, "at": round(at, 3), "status": status,
@@ -87,15 +102,6 @@ class Courier:
                     delivery.event, attempt["attempt"], error or f"HTTP {status}",
                     f"; again in {retry_in:.1f} s" if outcome == "retrying" else f"; {outcome}")
             return outcome
-
-    def _next_step(self, delivery: Delivery, status: int | None) -> tuple[str, float]:
-        if status is not None and 200 <= status < 300:
-            return "delivered", 0.0
-        s = self.settings
-        if redis_now(self.redis) - delivery.created_at >= s.webhook_give_up_after_s:
-            return "undelivered", 0.0
-        return "retrying", retry_delay(delivery.attempts, s.webhook_retry_base_s,
-                                       s.webhook_retry_max_delay_s)
 
     def _post(self, delivery: Delivery) -> tuple[int | None, str | None]:
         """(HTTP status, None) when the receiver answered, else (None, why not)."""
