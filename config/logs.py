@@ -73,11 +73,13 @@ def use_json(logger: logging.Logger) -> None:
 
 
 def configure(settings: Settings, level: int | str = logging.INFO) -> None:
-    """Logging of a process cutout starts itself (not a Celery worker): one handler on stderr
-    in the configured format, on the root logger, every other handler removed."""
+    """One handler on stderr in the configured format, on the root logger, every other handler
+    removed: for `cutout serve`, and for a JSON-logging worker before Celery sets up its own
+    (which then keeps this one)."""
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_format == "json":
         handler.setFormatter(json_formatter())
+        logging.captureWarnings(True)  # a warning is a log line too, not a bare text line
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     _add_filter(handler)

@@ -17,7 +17,7 @@ from celery.signals import (
 )
 
 from config import get_settings
-from config.logs import clear_job_context, set_job_context, use_json
+from config.logs import clear_job_context, configure, set_job_context, use_json
 from tasks.store.ledger import job_key
 
 __all__: list[str] = []
@@ -32,9 +32,15 @@ def _json() -> bool:
 
 
 @celeryd_init.connect
-def _no_banner(instance: Any = None, **_: Any) -> None:
-    if _json() and instance is not None:
-        instance.quiet = True  # the banner is not JSON
+def _json_from_the_start(instance: Any = None, options: Any = None, **_: Any) -> None:
+    """Before Celery's own set-up: a JSON handler on the root logger (Celery keeps it), so
+    even the warnings of its start are JSON lines; and no banner (it is not JSON)."""
+    if not _json():
+        return
+    level = (options or {}).get("loglevel") or logging.WARNING
+    configure(get_settings(), level)
+    if instance is not None:
+        instance.quiet = True
 
 
 @after_setup_logger.connect
