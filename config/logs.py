@@ -18,11 +18,9 @@ from pythonjsonlogger.json import JsonFormatter
 
 from config.settings import Settings
 
-__all__ = ["CONTEXT_FIELDS", "JobContextFilter", "clear_job_context", "configure",
+__all__ = ["JobContextFilter", "clear_job_context", "configure",
            "job_context", "json_formatter", "set_job_context", "use_json"]
 
-# The fields a line about a job carries (task_id/task_name: the Celery task handling it).
-CONTEXT_FIELDS = ("job_id", "batch", "stage", "task_id", "task_name")
 TEXT_FORMAT = "[%(asctime)s: %(levelname)s/%(name)s] %(message)s"
 
 _context: ContextVar[Mapping[str, str] | None] = ContextVar("cutout_log_context", default=None)

@@ -18,6 +18,7 @@ from celery.signals import (
 
 from config import get_settings
 from config.logs import clear_job_context, configure, set_job_context, use_json
+from tasks.stages.runtime import runtime
 from tasks.store.ledger import job_key
 
 __all__: list[str] = []
@@ -81,8 +82,6 @@ def _batch(job_id: str | None) -> str | None:
     if job_id is None or not _json():
         return None
     if job_id not in _batches:
-        from tasks.stages.runtime import runtime
-
         _batches[job_id] = str(runtime().redis.hget(job_key(job_id), "batch") or "")
         while len(_batches) > BATCHES_KEPT:
             _batches.popitem(last=False)

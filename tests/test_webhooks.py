@@ -228,3 +228,33 @@ def test_without_a_secret_nothing_is_sent_and_the_deliveries_wait(
     assert receiver.deliveries == [] and attempts(ledger, "unsigned-1") == []
     signed = outbox_for(redis_url)
     run_until(signed, lambda: len(receiver.accepted()) == 1)
+
+
+def test_the_python_api_and_the_cli_record_a_webhook_url_and_refuse_a_bad_one(
+        redis_url: str, ledger: Ledger, tmp_path: Any) -> None:
+    import subprocess
+
+    from producers import api
+    from tests.support.serve_process import CUTOUT
+    from tests.support.workers import settings_env, write_pngs
+
+    (image,) = write_pngs(tmp_path, 1)
+    settings = Settings(redis_url=redis_url, _env_file=None)  # type: ignore[call-arg]
+    (job_id,) = api.enqueue_many([str(image)], batch="hooked", settings=settings,
+                                 webhook_url="https://hooks.example.com/cutout")
+    record = ledger.get(job_id)
+    assert record is not None and record.webhook_url == "https://hooks.example.com/cutout"
+    with pytest.raises(InvalidInput):
+        api.enqueue(str(image), settings=settings, webhook_url="ftp://hooks.example.com/")
+    env = settings_env({"redis_url": redis_url})
+    refused = subprocess.run([str(CUTOUT), "enqueue", str(image), "--batch", "cli-hook",
+                              "--webhook", "ftp://hooks.example.com/"], env=env, text=True,
+                             capture_output=True, timeout=60, check=False)
+    assert refused.returncode == 2
+    assert "field webhook_url" in refused.stderr and "nothing was queued" in refused.stderr
+    queued = subprocess.run([str(CUTOUT), "enqueue", str(image), "--batch", "cli-hook",
+                             "--webhook", "http://hooks.example.com/x"], env=env, text=True,
+                            capture_output=True, timeout=60, check=False)
+    assert queued.returncode == 0, queued.stderr
+    (cli_job,) = ledger.batch_ids("cli-hook")
+    assert ledger.get(cli_job).webhook_url == "http://hooks.example.com/x"  # type: ignore[union-attr]

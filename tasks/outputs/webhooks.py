@@ -216,10 +216,6 @@ class Deliveries:
                         event=raw["event"], body=raw["body"], attempts=int(raw["attempts"]),
                         created_at=float(raw["created_at"]))
 
-    def state(self, webhook_id: str) -> str | None:
-        value = self.redis.hget(delivery_key(webhook_id), "state")
-        return str(value) if value is not None else None
-
     def record(self, delivery: Delivery, attempt: Mapping[str, Any], outcome: str,
                retry_in_s: float = 0.0) -> None:
         """Log one attempt on the job, then: `retrying` (due again in retry_in_s), or

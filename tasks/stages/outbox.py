@@ -11,7 +11,7 @@ import os
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import redis
 
@@ -46,7 +46,7 @@ class Outbox:
     metrics: EventGroup
     webhooks: EventGroup
     _next_reclaim: float = 0.0
-    _next_warning: float = field(default=0.0)
+    _next_warning: float = 0.0
 
     @classmethod
     def build(cls, settings: Settings, consumer: str | None = None) -> Outbox:
