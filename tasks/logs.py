@@ -1,13 +1,15 @@
 """Worker logs: with CUTOUT_LOG_FORMAT=json, Celery's handlers write one JSON object per line
 (config/logs.py) and the start-up banner is left out; every line a task logs carries its job's
-id, batch and stage (the task's name), in either format's records."""
+id, batch and stage (the task's name), and so does Celery's "received" line of a submit."""
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from functools import lru_cache
 from typing import Any
 
+import redis
 from celery.signals import (
     after_setup_logger,
     after_setup_task_logger,
@@ -18,7 +20,6 @@ from celery.signals import (
 
 from config import get_settings
 from config.logs import clear_job_context, configure, set_job_context, use_json
-from tasks.stages.runtime import runtime
 from tasks.store.ledger import job_key
 
 __all__: list[str] = []
@@ -49,6 +50,8 @@ def _json_from_the_start(instance: Any = None, options: Any = None, **_: Any) ->
 def _json_handlers(logger: logging.Logger, **_: Any) -> None:
     if _json():
         use_json(logger)
+        for handler in logger.handlers:
+            handler.addFilter(ReceivedFilter())
 
 
 @task_prerun.connect
@@ -67,6 +70,23 @@ def _context_off(task_id: str = "", **_: Any) -> None:
         clear_job_context(token)
 
 
+class ReceivedFilter(logging.Filter):
+    """Celery's lines about a message (received, in the main process, outside any task) carry
+    the task in `data`: its stage and id, and for a submit the job (its task id) and batch."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        data = getattr(record, "data", None)
+        name = str(data.get("name", "")) if isinstance(data, dict) else ""
+        if name.startswith("cutout.") and not hasattr(record, "stage"):
+            assert isinstance(data, dict)
+            record.stage, record.task_name, record.task_id = (
+                name.removeprefix("cutout."), name, data.get("id"))
+            if name == "cutout.submit" and data.get("id"):
+                record.job_id = data["id"]
+                record.batch = _batch(str(data["id"]))
+        return True
+
+
 def _job_id(name: str, task_id: str, args: Any, kwargs: dict[str, Any]) -> str | None:
     """The job a task is about: the submit task's own id; the others name it."""
     if name == "cutout.submit":
@@ -82,7 +102,16 @@ def _batch(job_id: str | None) -> str | None:
     if job_id is None or not _json():
         return None
     if job_id not in _batches:
-        _batches[job_id] = str(runtime().redis.hget(job_key(job_id), "batch") or "")
+        try:
+            _batches[job_id] = str(_redis().hget(job_key(job_id), "batch") or "")
+        except redis.RedisError:
+            return None  # a log line never fails for want of its batch
         while len(_batches) > BATCHES_KEPT:
             _batches.popitem(last=False)
     return _batches[job_id] or None
+
+
+@lru_cache(maxsize=1)
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(get_settings().redis_url, decode_responses=True,
+                                socket_timeout=2)

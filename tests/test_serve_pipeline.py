@@ -191,9 +191,12 @@ def test_worker_logs_are_json_lines_with_the_job_batch_and_stage(live: Live) -> 
     records = [json.loads(line) for line in lines]  # every line is one JSON object
     about_jobs = [r for r in records if r.get("job_id")]
     assert about_jobs
-    assert all(r.get("stage") and "batch" in r for r in about_jobs
-               if r.get("task_name") == "cutout.submit")
+    assert all(r.get("stage") and r.get("batch") for r in about_jobs
+               if r.get("task_name") == "cutout.submit" or r.get("stage") == "webhook")
     batches = {r.get("batch") for r in about_jobs}
     assert {"bulk", "flaky", "metrics"} <= batches
     stages = {r["stage"] for r in about_jobs}
     assert {"submit", "persist", "collect", "webhook"} <= stages
+    received = [r for r in records if r["message"].endswith("received")
+                and r.get("task_name") == "cutout.submit"]
+    assert received and all(r.get("job_id") and r.get("batch") for r in received)

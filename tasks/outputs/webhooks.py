@@ -114,6 +114,7 @@ def event_body(fields: Mapping[str, str], record: JobRecord) -> str:
 class Delivery:
     webhook_id: str
     job_id: str
+    batch: str
     url: str
     event: str
     body: str
@@ -122,7 +123,7 @@ class Delivery:
 
 
 # KEYS: stream, due. ARGV: group, JSON [[entry id, webhook id ('' = none), job, url, event,
-# body]]. Acknowledges each entry; creates its delivery only if this call acknowledged it.
+# body, batch]]. Acknowledges each entry; creates its delivery only if this call acked it.
 _SCHEDULE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -132,7 +133,7 @@ for _, d in ipairs(cjson.decode(ARGV[2])) do
     local key = 'cutout:webhook:' .. d[2]
     if redis.call('EXISTS', key) == 0 then
       redis.call('HSET', key, 'webhook_id', d[2], 'job_id', d[3], 'url', d[4], 'event', d[5],
-                 'body', d[6], 'attempts', 0, 'state', 'pending',
+                 'body', d[6], 'batch', d[7], 'attempts', 0, 'state', 'pending',
                  'created_at', string.format('%.6f', now))
       redis.call('ZADD', KEYS[2], now, d[2])
       created = created + 1
@@ -194,7 +195,7 @@ class Deliveries:
             url, body = bodies.get(entry_id, ("", ""))
             webhook_id = f"msg_{entry_id}" if url else ""
             rows.append([entry_id, webhook_id, fields.get("job_id", ""), url,
-                         fields.get("type", ""), body])
+                         fields.get("type", ""), body, fields.get("batch", "")])
         if not rows:
             return 0
         return int(self._schedule(keys=[EVENTS_STREAM, DUE],
@@ -212,7 +213,8 @@ class Deliveries:
         raw: dict[str, str] = self.redis.hgetall(delivery_key(webhook_id))  # type: ignore[assignment]
         if not raw:
             return None
-        return Delivery(webhook_id=webhook_id, job_id=raw["job_id"], url=raw["url"],
+        return Delivery(webhook_id=webhook_id, job_id=raw["job_id"],
+                        batch=raw.get("batch", ""), url=raw["url"],
                         event=raw["event"], body=raw["body"], attempts=int(raw["attempts"]),
                         created_at=float(raw["created_at"]))
 

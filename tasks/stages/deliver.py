@@ -85,7 +85,7 @@ class Courier:
 
     def deliver(self, delivery: Delivery) -> str:
         """One attempt: POST, then log it on the job and decide what comes next."""
-        with job_context(job_id=delivery.job_id, stage="webhook"):
+        with job_context(job_id=delivery.job_id, batch=delivery.batch, stage="webhook"):
             at = time.time()
             status, error = self._post(delivery)
             age = redis_now(self.redis) - delivery.created_at
