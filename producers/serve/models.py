@@ -63,6 +63,9 @@ class WebhookAttempt(BaseModel):
 class Job(BaseModel):
     """A job's ledger record (times are unix seconds)."""
 
+    # A field the ledger gains later is passed through rather than dropped.
+    model_config = ConfigDict(extra="allow")
+
     job_id: str
     reference: str
     options: dict[str, Any]
