@@ -44,7 +44,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # A broker blip must not cut a submit in the middle of its (paid) API call: the task
+        # finishes, and a message redelivered meanwhile finds the job claimed or submitted.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         # A shutdown lets calls in flight finish, then returns unstarted (and countdown)
         # messages to the broker.
         "worker_soft_shutdown_timeout": settings.soft_shutdown_timeout_s,

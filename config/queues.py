@@ -5,10 +5,9 @@ from __future__ import annotations
 
 __all__ = ["QUEUES", "TASK_ROUTES"]
 
-QUEUES = ("submit", "poll", "collect")
+QUEUES = ("submit", "poll")
 TASK_ROUTES = {
     "cutout.submit": {"queue": "submit"},
     "cutout.persist": {"queue": "poll"},
     "cutout.poll": {"queue": "poll"},
-    "cutout.collect": {"queue": "collect"},
 }

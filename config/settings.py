@@ -20,6 +20,10 @@ StrSet = Annotated[frozenset[str], NoDecode]
 StrList = Annotated[tuple[str, ...], NoDecode]
 SecretList = Annotated[tuple[SecretStr, ...], NoDecode]
 
+# Where CUTOUT_FAILPOINT may stop a worker (tests only; tasks/stages/failpoints.py).
+FAILPOINTS = ("after_claim", "after_call_started", "before_task_uid_write",
+              "after_task_uid_write", "before_ack")
+
 INTERNATIONAL_BASE_URL = "https://api.picpik.ai"
 CHINA_BASE_URL = "https://api.picpikai.com"
 
@@ -58,9 +62,19 @@ class Settings(BaseSettings):
     task_time_limit_s: int = 300
     result_expires_s: int = 7 * 24 * 3600
     # On SIGQUIT (or SIGTERM with REMAP_SIGTERM=SIGQUIT, as docker stop sends it), running tasks
-    # get this long to finish before the worker stops them and returns their messages: longer
-    # than one API call, so a call in flight gets its answer recorded.
-    soft_shutdown_timeout_s: float = 45.0
+    # get this long to finish before the worker stops them and returns their messages. A call
+    # in flight finishes anyway (stop signals wait for its answer to be recorded).
+    soft_shutdown_timeout_s: float = 10.0
+    # A claim's lease: renewed every third of it by the process that holds it, so a dead
+    # worker's jobs are free again this soon.
+    lease_s: float = 15.0
+    # Threads in each worker's main process that download finished results (off the prefork
+    # pool, so a slow download never holds a process the rate-limited stages need).
+    collect_threads: int = Field(default=4, ge=1, le=64)
+    # Test only: "<point>[:<times>]" makes a worker process SIGKILL itself at that point
+    # (after_claim, after_call_started, before_task_uid_write, after_task_uid_write,
+    # before_ack), the first <times> times (default 1) any process reaches it.
+    failpoint: str = ""
 
     # --- the global rate limiter ---
     rate_limit: float = Field(default=5.0, gt=0)  # API calls per second for the PublicKey
@@ -146,6 +160,14 @@ class Settings(BaseSettings):
     def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not is_whsec(value.get_secret_value()):
             raise ValueError("must be whsec_ followed by the secret in base64")
+        return value
+
+    @field_validator("failpoint")
+    @classmethod
+    def _known_failpoint(cls, value: str) -> str:
+        name, _, times = value.partition(":")
+        if value and (name not in FAILPOINTS or (times and not times.isdigit())):
+            raise ValueError(f"must be one of {', '.join(FAILPOINTS)}, optionally ':TIMES'")
         return value
 
     @model_validator(mode="after")

@@ -45,10 +45,7 @@ def timing_problems(settings: Settings) -> list[str]:
             f"task_time_limit_s ({settings.task_time_limit_s}) must exceed fetch_timeout_s + "
             f"connect_timeout_s + read_timeout_s ({fetch_and_call})"
         )
-    call = settings.connect_timeout_s + settings.read_timeout_s
-    if settings.soft_shutdown_timeout_s <= call:
-        problems.append(
-            f"soft_shutdown_timeout_s ({settings.soft_shutdown_timeout_s}) must exceed "
-            f"connect_timeout_s + read_timeout_s ({call})"
-        )
+    if settings.lease_s < 3 * 1.0:
+        problems.append(f"lease_s ({settings.lease_s}) must be at least 3 s: it is renewed "
+                        "every third of itself")
     return problems

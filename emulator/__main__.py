@@ -34,6 +34,8 @@ _FLAGS: dict[str, tuple[str, type, str]] = {
     "--fault-slow-s": ("fault_slow_s", float, "how long a held-back answer waits"),
     "--fault-task-error": ("fault_task_error", float, "fraction of tasks that end in Error"),
     "--fault-result-5xx": ("fault_result_5xx", float, "fraction of result downloads given 503"),
+    "--fault-bad-detail": ("fault_bad_detail", float,
+                           "fraction of tasks whose ListTasksDetails entry is unreadable"),
     "--seed": ("seed", int, "seed of the fault dice"),
     "--max-body-bytes": ("max_body_bytes", int, "larger bodies get HTTP 413"),
     "--max-stored-bytes": ("max_stored_bytes", int, "images and results kept in memory"),

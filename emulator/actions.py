@@ -88,6 +88,7 @@ def _start_task(ctx: CallContext, options: RemoveBackgroundOptions, image: bytes
         fails=state.dice(config.faults.task_error),
         options=options,
         image=image,
+        malformed=state.dice(config.faults.bad_detail),
     )
     state.tasks.add(task)
     state.tasks.sweep(now, config.result_ttl_s, state.settings.max_stored_bytes)
@@ -119,7 +120,8 @@ def _detail(task: Task, now: float, base_url: str) -> dict[str, Any]:
         "Status": status,
         "ImgList": [f"{base_url}/results/{task.token}.png"] if status == "Finished" else [],
         "ConsumeApiPoint": 1,
-        "ErrorCode": TASK_ERROR_CODE if failed else 0,
+        # An unreadable entry (fault bad_detail) spoils the whole answer for a strict reader.
+        "ErrorCode": "unreadable" if task.malformed else TASK_ERROR_CODE if failed else 0,
         "ErrorMassage": "the task failed (injected fault task_error)" if failed else "",
     }
 

@@ -25,6 +25,7 @@ class Faults:
     slow_s: float = 0.0
     task_error: float = 0.0
     result_5xx: float = 0.0
+    bad_detail: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,7 @@ class FaultsPatch(_Patch):
     slow_s: NonNegative | None = None
     task_error: Fraction | None = None
     result_5xx: Fraction | None = None
+    bad_detail: Fraction | None = None
 
 
 class ConfigPatch(_Patch):

@@ -50,6 +50,7 @@ class EmulatorSettings(BaseSettings):
     fault_slow_s: float = Field(default=0.0, ge=0)
     fault_task_error: Rate = 0.0  # accepted tasks that end in Error
     fault_result_5xx: Rate = 0.0  # result downloads answered HTTP 503
+    fault_bad_detail: Rate = 0.0  # accepted tasks whose ListTasksDetails entry is unreadable
     seed: int | None = None  # for the fault dice, to reproduce a run
     # --- resources ---
     max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)  # larger bodies: HTTP 413

@@ -39,6 +39,7 @@ class Task:
     png: bytes | None = None
     rendering: asyncio.Future[bytes] | None = None
     gone: bool = False  # expired or evicted: its result is no longer served
+    malformed: bool = False  # its ListTasksDetails entry is unreadable (fault bad_detail)
 
     def status(self, now: float) -> str:
         if now >= self.done_at:

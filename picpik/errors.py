@@ -68,6 +68,14 @@ class Unavailable(RetryableError):
     code = "unavailable"
 
 
+class MalformedAnswer(Unavailable):
+    """An answer that cannot be read (not JSON, a field of the wrong shape). The API may have
+    acted on the call; for a poll, the cause may be one entry of the answer, so asking about
+    fewer tasks at once can get past it."""
+
+    code = "malformed_answer"
+
+
 class ApiTimeout(RetryableError):
     """No answer within the connect or read timeout. For a submit the API may have accepted it."""
 

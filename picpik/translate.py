@@ -22,6 +22,7 @@ from picpik.errors import (
     ApiTimeout,
     CutoutError,
     InvalidInput,
+    MalformedAnswer,
     OutOfCredits,
     RejectedKey,
     RejectedParameters,
@@ -173,7 +174,7 @@ def api_message(answer: Mapping[str, Any]) -> str:
     return _HEX40.sub("[redacted]", text)
 
 
-def malformed_answer(what: str, detail: str, job_id: str | None) -> Unavailable:
+def malformed_answer(what: str, detail: str, job_id: str | None) -> MalformedAnswer:
     """An answer we cannot read: retryable, and the API may have acted on the call."""
-    return Unavailable(f"{what}: unreadable answer ({detail})", maybe_accepted=True,
-                       job_id=job_id)
+    return MalformedAnswer(f"{what}: unreadable answer ({detail})", maybe_accepted=True,
+                           job_id=job_id)

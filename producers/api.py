@@ -22,8 +22,10 @@ from picpik.models import parse_options
 from tasks.celery_app import create_app
 from tasks.messages import send_jobs
 from tasks.outputs.webhooks import check_webhook_url
+from tasks.poll import ensure_poll_loop
 from tasks.store.ledger import ERROR_FIELDS, Ledger
 from tasks.store.records import TERMINAL_STATES, JobRecord, JobState
+from tasks.store.schedule import TickMarker
 
 __all__ = [
     "TERMINAL_STATES",
@@ -39,6 +41,7 @@ __all__ = [
 ]
 
 WAIT_POLL_S = 0.25
+RESULTS_KEPT_S = 23 * 3600  # the API keeps results 24 h; an hour to spare
 
 
 def enqueue(
@@ -132,23 +135,54 @@ def batch_jobs(batch: str, settings: Settings | None = None) -> list[JobRecord]:
     return sorted(records, key=lambda r: (r.created_at or 0.0, r.job_id))
 
 
+# Fields of one attempt, cleared when a job starts over.
+_ATTEMPT_FIELDS = ("finished_at", "task_uid", "call_started_at", "lease_until", "lease_owner",
+                   "submitted_at", "polls", "poll_errors", "poll_cap", "result_paths",
+                   "result_urls", "collect_attempts", "api_finished_at")
+
+
 def retry_failed(batch: str, settings: Settings | None = None) -> list[str]:
-    """Re-enqueue the batch's FAILED jobs under their own ids; return the ids re-enqueued.
-    (A job that failed after it was submitted is submitted, and paid for, again.)"""
+    """Take the batch's FAILED jobs up again under their own ids; return their ids.
+
+    A job whose task finished at the API but whose results could not be collected is polled
+    and collected again, without a second call, while the API keeps results (24 h). Any other
+    failed job is submitted, and paid for, again."""
     s = settings or get_settings()
     ledger = _ledger(s)
-    again = []
+    again, recollected = [], []
     for record in batch_jobs(batch, s):
         if record.state is not JobState.FAILED:
             continue
-        done, _ = ledger.transition(
-            record.job_id, [JobState.FAILED], JobState.ACCEPTED,
-            clear=[*ERROR_FIELDS, "finished_at", "task_uid", "call_started_at", "lease_until",
-                   "submitted_at", "polls", "result_paths"])
-        if done:
+        if _collectable(record) and _recollect(ledger, record, s):
+            recollected.append(record.job_id)
+        elif _start_over(ledger, record):
             again.append((record.job_id, record.reference))
     _publish(s, again)
-    return [job_id for job_id, _ in again]
+    if recollected:
+        ensure_poll_loop(s, TickMarker(ledger.redis))
+    return [job_id for job_id, _ in again] + recollected
+
+
+def _collectable(record: JobRecord) -> bool:
+    """Failed at collect, with a TaskUID whose results the API still keeps."""
+    finished = record.api_finished_at or record.finished_at or 0.0
+    return (record.error_stage == "collect" and bool(record.task_uid)
+            and time.time() - finished < RESULTS_KEPT_S)
+
+
+def _recollect(ledger: Ledger, record: JobRecord, settings: Settings) -> bool:
+    done, _ = ledger.transition(
+        record.job_id, [JobState.FAILED], JobState.SUBMITTED,
+        clear=[*ERROR_FIELDS, "finished_at", "result_urls", "collect_attempts", "poll_errors",
+               "poll_cap"],
+        poll_in_s=0.0, expect={"task_uid": record.task_uid})
+    return done
+
+
+def _start_over(ledger: Ledger, record: JobRecord) -> bool:
+    done, _ = ledger.transition(record.job_id, [JobState.FAILED], JobState.ACCEPTED,
+                                clear=[*ERROR_FIELDS, *_ATTEMPT_FIELDS])
+    return done
 
 
 def _read(ledger: Ledger, ids: list[str]) -> dict[str, JobRecord]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from contextlib import AbstractContextManager
 from functools import lru_cache
 from typing import Any
 
@@ -19,10 +20,10 @@ from celery.signals import (
 )
 
 from config import get_settings
-from config.logs import clear_job_context, configure, set_job_context, use_json
+from config.logs import clear_job_context, configure, job_context, set_job_context, use_json
 from tasks.store.ledger import job_key
 
-__all__: list[str] = []
+__all__ = ["job_log_context"]
 
 _tokens: dict[str, Any] = {}
 _batches: OrderedDict[str, str] = OrderedDict()  # job id -> batch, the latest few
@@ -68,6 +69,12 @@ def _context_off(task_id: str = "", **_: Any) -> None:
     token = _tokens.pop(task_id, None)
     if token is not None:
         clear_job_context(token)
+
+
+def job_log_context(job_id: str, stage: str) -> AbstractContextManager[None]:
+    """For work on a job outside a Celery task (a collector thread): its lines carry the job,
+    its batch and the stage, as a task's do."""
+    return job_context(job_id=job_id, batch=_batch(job_id), stage=stage)
 
 
 class ReceivedFilter(logging.Filter):

@@ -10,6 +10,7 @@ from picpik.models import parse_options
 from tasks.celery_app import app
 from tasks.poll import ensure_poll_loop
 from tasks.retrying import TASK_OPTIONS, republish, requeue, retry_or_give_up
+from tasks.stages.failpoints import failpoint
 from tasks.stages.runtime import Runtime, runtime
 from tasks.stages.submit import give_up, persist_job, submit_job
 from tasks.store.records import JobState
@@ -38,7 +39,8 @@ def submit(self: Any, reference: str, options: dict[str, Any] | None = None,
     result = {"job_id": job_id, "task_uid": outcome.task_uid,
               "state": str(outcome.state) if outcome.state else None}
     if outcome.task_uid and not (self.request.chain or self.request.callbacks):
-        return _persist(rt, result)  # sent by name without the chain: persist here
+        result = _persist(rt, result)  # sent by name without the chain: persist here
+    failpoint(rt.settings, rt.redis, "before_ack")
     return result
 
 

@@ -117,11 +117,9 @@ def test_settings_that_break_a_timing_rule_are_refused_with_the_reason() -> None
         celery_config(s)
 
 
-def test_a_soft_shutdown_shorter_than_one_api_call_is_refused() -> None:
-    s = Settings(soft_shutdown_timeout_s=20, connect_timeout_s=5, read_timeout_s=30)
-    with pytest.raises(TimingError, match="soft_shutdown_timeout_s"):
-        celery_config(s)
-    assert celery_config(Settings())["worker_soft_shutdown_timeout"] > 5 + 30
+def test_a_lease_too_short_to_renew_is_refused() -> None:
+    with pytest.raises(TimingError, match="lease_s"):
+        celery_config(Settings(lease_s=2))
 
 
 def test_the_package_app_is_the_one_celery_finds() -> None:

@@ -15,9 +15,9 @@ from tasks.stages.runtime import Runtime
 from tasks.stages.submit import give_up
 from tasks.stages.sweep import sweep
 from tasks.store.claims import claim
-from tasks.store.ledger import EVENTS_STREAM, OPEN_JOBS, POLL_SCHEDULE, Ledger
+from tasks.store.ledger import EVENTS_STREAM, OPEN_JOBS, POLL_SCHEDULE, Ledger, redis_now
 from tasks.store.records import JobRecord, JobState
-from tasks.store.schedule import PollSchedule, TickMarker
+from tasks.store.schedule import DueSchedule, TickMarker
 
 
 @pytest.fixture
@@ -48,6 +48,16 @@ def test_a_transition_from_a_state_not_allowed_is_refused(ledger: Ledger) -> Non
     done, state = ledger.transition("j1", [JobState.SUBMITTED], JobState.SUCCEEDED)
     assert (done, state) == (False, JobState.ACCEPTED)
     assert ledger.transition("nope", [JobState.ACCEPTED], JobState.FAILED) == (False, None)
+
+
+def test_a_transition_whose_expected_fields_do_not_hold_is_refused(ledger: Ledger) -> None:
+    ledger.create("j1", "a.png", {})
+    ledger.set_fields("j1", task_uid="T-new")
+    assert ledger.transition("j1", [JobState.ACCEPTED], JobState.SUBMITTED,
+                             expect={"task_uid": "T-old"}) == (False, JobState.ACCEPTED)
+    assert ledger.transition("j1", [JobState.ACCEPTED], JobState.SUBMITTED,
+                             expect={"task_uid": "T-new", "lease_owner": ""}) == (
+        True, JobState.SUBMITTED)
 
 
 def test_batch_counts_follow_every_transition(ledger: Ledger) -> None:
@@ -97,13 +107,13 @@ def test_a_failure_is_recorded_with_stage_code_field_and_message_and_streamed(
 def test_submitted_puts_the_job_on_the_poll_schedule_in_the_same_step(ledger: Ledger) -> None:
     ledger.create("j1", "a.png", {})
     ledger.transition("j1", [JobState.ACCEPTED], JobState.SUBMITTED, poll_in_s=0.0)
-    assert PollSchedule(ledger.redis).claim_due(10, 30) == ["j1"]
+    assert DueSchedule(ledger.redis, POLL_SCHEDULE).claim_due(10, 30) == ["j1"]
 
 
 def test_a_claimed_job_cannot_be_claimed_again_by_a_duplicate(ledger: Ledger) -> None:
     ledger.create("j1", "a.png", {})
-    assert claim(ledger, "j1", 30).verdict == "claimed"
-    second = claim(ledger, "j1", 30)
+    assert claim(ledger, "j1", 30, "owner").verdict == "claimed"
+    second = claim(ledger, "j1", 30, "owner")
     assert second.verdict == "busy" and 0 < second.busy_for_s <= 30
     record = ledger.get("j1")
     assert record is not None and record.attempts == 1 and record.state is JobState.SUBMITTING
@@ -111,32 +121,32 @@ def test_a_claimed_job_cannot_be_claimed_again_by_a_duplicate(ledger: Ledger) ->
 
 def test_a_job_with_a_task_uid_is_persisted_not_submitted_again(ledger: Ledger) -> None:
     ledger.create("j1", "a.png", {})
-    claim(ledger, "j1", 30)
+    claim(ledger, "j1", 30, "owner")
     ledger.set_fields("j1", call_started_at=1.0, task_uid="T9")
-    verdict = claim(ledger, "j1", 30)
+    verdict = claim(ledger, "j1", 30, "owner")
     assert (verdict.verdict, verdict.task_uid) == ("persist", "T9")
 
 
 def test_an_expired_lease_after_a_started_call_is_unknown_not_claimable(ledger: Ledger) -> None:
     ledger.create("j1", "a.png", {})
-    claim(ledger, "j1", 0.001)
+    claim(ledger, "j1", 0.001, "owner")
     ledger.set_fields("j1", call_started_at=1.0)
     time.sleep(0.01)
-    assert claim(ledger, "j1", 30).verdict == "unknown"
+    assert claim(ledger, "j1", 30, "owner").verdict == "unknown"
 
 
 def test_an_expired_lease_before_any_call_can_be_claimed_again(ledger: Ledger) -> None:
     ledger.create("j1", "a.png", {})
-    claim(ledger, "j1", 0.001)
+    claim(ledger, "j1", 0.001, "owner")
     time.sleep(0.01)
-    assert claim(ledger, "j1", 30).verdict == "claimed"
-    assert claim(ledger, "missing", 30).verdict == "missing"
+    assert claim(ledger, "j1", 30, "owner").verdict == "claimed"
+    assert claim(ledger, "missing", 30, "owner").verdict == "missing"
 
 
 def test_finished_jobs_are_not_claimed(ledger: Ledger) -> None:
     ledger.create("j1", "a.png", {})
     ledger.fail("j1", [JobState.ACCEPTED], "fetch", "invalid_input", "bad")
-    verdict = claim(ledger, "j1", 30)
+    verdict = claim(ledger, "j1", 30, "owner")
     assert (verdict.verdict, verdict.state) == ("done", JobState.FAILED)
 
 
@@ -144,7 +154,7 @@ def test_due_jobs_are_claimed_by_one_poller_only(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     client.zadd(POLL_SCHEDULE, {f"j{i}": 0 for i in range(250)})
     client.zadd(POLL_SCHEDULE, {"later": 2e10})
-    schedule = PollSchedule(client)
+    schedule = DueSchedule(client, POLL_SCHEDULE)
     with ThreadPoolExecutor(4) as pool:
         batches = list(pool.map(lambda _: schedule.claim_due(100, 30), range(4)))
     claimed = [job for batch in batches for job in batch]
@@ -193,21 +203,44 @@ def test_the_sweeper_resubmits_only_jobs_that_lost_their_message(redis_url: str)
     rt = Runtime.build(Settings(redis_url=redis_url, visibility_timeout_s=60,
                                 task_time_limit_s=30))
     ledger = rt.ledger
-    ledger.create_many([(j, f"{j}.png") for j in "abcde"], {})
-    claim(ledger, "b", 0.001)  # a claim whose lease runs out (its worker died before calling)
-    claim(ledger, "c", 600)  # a claim still held
+    ledger.create_many([(j, f"{j}.png") for j in "abcdef"], {})
+    claim(ledger, "b", 0.001, "owner")  # a claim whose lease runs out (its worker died)
+    claim(ledger, "c", 600, "owner")  # a claim still held
     ledger.transition("d", [JobState.ACCEPTED], JobState.SUBMITTED, fields={"task_uid": "T"})
     ledger.fail("e", [JobState.ACCEPTED], "fetch", "invalid_input", "bad")
-    ledger.redis.zadd(OPEN_JOBS, dict.fromkeys("abcd", 0.0))  # none has moved for ages
-    ledger.redis.lpush("submit", "a message still waiting")
+    ledger.redis.zadd(OPEN_JOBS, dict.fromkeys("acd", 0.0))  # these have not moved for ages
     time.sleep(0.01)  # b's lease is over
-    waiting = sweep(rt)
-    assert sorted(waiting.resubmit) == [("b", "b.png")] and waiting.rescheduled == ["d"]
+    found = sweep(rt)
+    # a: stale with no claim (its message may be lost, however long the queue); b: its
+    # worker stopped renewing; c is held, d is back on the poll schedule, f is fresh.
+    assert sorted(found.resubmit) == [("a", "a.png"), ("b", "b.png")]
+    assert found.rescheduled == ["d"]
     assert ledger.redis.zscore(POLL_SCHEDULE, "d") is not None
-    ledger.redis.delete("submit")
-    ledger.redis.zadd(OPEN_JOBS, dict.fromkeys("abcd", 0.0))
-    assert sorted(sweep(rt).resubmit) == [("a", "a.png"), ("b", "b.png")]
     assert sweep(rt).resubmit == []  # looked at just now: left alone for a while
+
+
+def test_a_lease_renewed_by_its_living_process_is_never_swept(redis_url: str) -> None:
+    rt = Runtime.build(Settings(redis_url=redis_url, lease_s=3))
+    rt.ledger.create("j1", "a.png", {})
+    claim(rt.ledger, "j1", 0.05, "me")
+    with rt.leases.holding("j1", "me"):
+        assert rt.leases.renew_now() == 1
+        time.sleep(0.1)  # the first lease would be over by now
+        assert sweep(rt).resubmit == []
+    record = rt.ledger.get("j1")
+    assert record is not None and record.lease_until is not None
+    assert record.lease_until > redis_now(rt.redis)
+
+
+def test_a_finished_job_off_every_schedule_goes_back_to_collection(redis_url: str) -> None:
+    rt = Runtime.build(Settings(redis_url=redis_url, visibility_timeout_s=60,
+                                task_time_limit_s=30))
+    rt.ledger.create("j1", "a.png", {})
+    rt.ledger.transition("j1", [JobState.ACCEPTED], JobState.SUBMITTED,
+                         fields={"task_uid": "T", "result_urls": ["http://r/1.png"]})
+    rt.ledger.redis.zadd(OPEN_JOBS, {"j1": 0.0})
+    assert sweep(rt).rescheduled == ["j1"]
+    assert rt.collect_schedule.claim_due(10, 30) == ["j1"]
 
 
 def test_giving_up_after_the_last_retry_fails_an_accepted_job_but_never_a_submitted_one(

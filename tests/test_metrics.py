@@ -33,8 +33,8 @@ def test_state_counts_follow_every_job_through_claim_and_transitions(redis_url: 
     ledger = Ledger.from_url(redis_url)
     ledger.create_many([(f"j{i}", f"/in/{i}.png") for i in range(5)], {}, batch="b")
     ledger.create("loose", "/in/loose.png", {})  # no batch: counted all the same
-    claim(ledger, "j0", lease_s=30)
-    claim(ledger, "j1", lease_s=30)
+    claim(ledger, "j0", lease_s=30, owner="test")
+    claim(ledger, "j1", lease_s=30, owner="test")
     ledger.transition("j1", [JobState.SUBMITTING], JobState.SUBMITTED, event="job.submitted")
     ledger.fail("j2", [JobState.ACCEPTED], "fetch", "invalid_input", "no such file")
     assert ledger.state_counts() == {"ACCEPTED": 3, "SUBMITTING": 1, "SUBMITTED": 1,

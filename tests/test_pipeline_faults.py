@@ -23,13 +23,6 @@ def _state(settings: Settings, job_id: str) -> JobState | None:
     return record.state if record else None
 
 
-def _paid(emulator: EmulatorProcess) -> Counter[str]:
-    """RemoveBackground calls the API acted on, by request_uuid (the job id)."""
-    acted = [c for c in emulator.calls(action="RemoveBackground")
-             if c["outcome"] in ("ok", "fault_drop_after")]
-    return Counter(c["request_uuid"] for c in acted)
-
-
 def test_transient_errors_and_throttles_are_retried_and_each_job_is_paid_once(
         redis_url: str, emulator: EmulatorProcess, tmp_path: Path) -> None:
     emulator.configure(faults={"error_5xx": 0.3, "throttle": 0.2})
@@ -39,7 +32,7 @@ def test_transient_errors_and_throttles_are_retried_and_each_job_is_paid_once(
         ids = api.enqueue_many([str(p) for p in files], settings=pipeline.settings)
         records = api.wait(ids, timeout_s=90, settings=pipeline.settings)
     assert {r.state for r in records.values()} == {JobState.SUCCEEDED}
-    assert _paid(emulator) == dict.fromkeys(ids, 1)
+    assert emulator.paid_by_job() == dict.fromkeys(ids, 1)
     outcomes = Counter(c["outcome"] for c in emulator.calls(action="RemoveBackground"))
     assert outcomes["fault_5xx"] + outcomes["throttled"] > 0  # the faults did happen
     assert max(r.attempts for r in records.values()) > 1
@@ -58,7 +51,7 @@ def test_an_answer_lost_after_the_api_took_the_call_is_never_paid_again(
         assert record.state is JobState.NEEDS_RECONCILIATION
         assert (record.error_stage, record.error_code) == ("submit", "unknown_outcome")
         assert record.error_message and "may have accepted" in record.error_message
-    assert _paid(emulator) == dict.fromkeys(ids, 1)
+    assert emulator.paid_by_job() == dict.fromkeys(ids, 1)
     assert sorted(e["job_id"] for e in events if e["type"] == "job.needs_reconciliation") == \
         sorted(ids)
 
@@ -84,7 +77,7 @@ def test_a_killed_worker_or_a_lost_message_loses_no_job_and_pays_none_twice(
     assert records.pop("orphan").state is JobState.SUCCEEDED
     states = Counter(str(r.state) for r in records.values())
     assert set(states) <= {"SUCCEEDED", "NEEDS_RECONCILIATION"}, states
-    paid = _paid(emulator)
+    paid = emulator.paid_by_job()
     assert all(paid[job_id] <= 1 for job_id in ids)
     assert all(paid[r.job_id] == 1 for r in records.values() if r.state is JobState.SUCCEEDED)
     print(f"\nafter a SIGKILL mid-batch: {dict(states)}")

@@ -1,43 +1,95 @@
-"""The collect stage without Celery: copy the result images out, record where, SUCCEEDED."""
+"""The collect stage without Celery: copy a finished task's result images out, record where,
+SUCCEEDED. Run by the collector threads (`tasks/collector.py`) from the collect schedule.
+
+A download or a write that fails for a reason that may pass (5xx, a timeout, a full disk)
+is tried again with backoff, up to CUTOUT_MAX_RETRIES times; then, or at once for a reason
+that cannot pass, the job fails at stage `collect`. Its TaskUID stays on the record, so
+`cutout retry` collects it again without paying while the API still keeps the result.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
 from pathlib import Path
 
-from picpik.errors import PermanentError
+from picpik.errors import CutoutError, PermanentError
 from tasks.inputs.fetch import reference_name
 from tasks.outputs.storage import output_names
+from tasks.stages.backoff import retry_delay
 from tasks.stages.runtime import Runtime
-from tasks.store.records import JobState
+from tasks.store.records import JobRecord, JobState
 
-__all__ = ["RESULT_BYTES_FACTOR", "collect_failed", "collect_job"]
+__all__ = ["RESULT_BYTES_FACTOR", "collect_due", "collect_job", "collect_lease_s"]
+
+log = logging.getLogger(__name__)
 
 # A cutout is RGBA PNG: it may be several times the size of the JPEG it came from.
 RESULT_BYTES_FACTOR = 8
 
 
-def collect_job(rt: Runtime, job_id: str, urls: Sequence[str], credits: float) -> JobState | None:
-    """Download every result URL into the output directory; the job's state afterwards."""
+def collect_lease_s(rt: Runtime) -> float:
+    """How long a collector holds a job: long enough for its downloads and writes."""
+    s = rt.settings
+    return max(60.0, 2 * (s.connect_timeout_s + s.read_timeout_s))
+
+
+def collect_due(rt: Runtime, limit: int) -> list[str]:
+    """Take up to `limit` jobs due for collection (each is this caller's for a lease)."""
+    return rt.collect_schedule.claim_due(limit, collect_lease_s(rt))
+
+
+def collect_job(rt: Runtime, job_id: str) -> JobState | None:
+    """Download the job's results into its output directory; the job's state afterwards."""
     record = rt.ledger.get(job_id)
-    if record is None or record.state is not JobState.SUBMITTED:
-        return record.state if record else None  # done already, or not ours to finish
-    cap = rt.settings.max_image_bytes * RESULT_BYTES_FACTOR
-    images = [rt.client.download(url, cap) for url in urls]
-    names = output_names(reference_name(record.reference) or job_id, len(images),
-                         only_mask=bool(record.options.get("OnlyMask")))
-    directory = Path(record.output_dir) if record.output_dir else rt.settings.output_dir
-    paths = rt.store.save(directory, job_id, names, images)
+    if record is None or record.state is not JobState.SUBMITTED or not record.result_urls:
+        rt.collect_schedule.remove([job_id])  # done already, or not finished at the API
+        return record.state if record else None
+    try:
+        paths = _save(rt, record)
+    except PermanentError as exc:
+        return _failed(rt, record, exc.code, exc.message, exc.field)
+    except (CutoutError, OSError) as exc:
+        return _try_again(rt, record, exc)
     _, state = rt.ledger.transition(
         job_id, [JobState.SUBMITTED], JobState.SUCCEEDED,
-        fields={"result_paths": paths, "credits": credits, "finished_at": "__now__"},
+        fields={"result_paths": paths, "finished_at": "__now__"},
         event="job.succeeded",
-        event_fields={"task_uid": record.task_uid, "result_paths": paths, "credits": credits},
-        unschedule=True)
+        event_fields={"task_uid": record.task_uid, "result_paths": paths,
+                      "credits": record.credits},
+        unschedule=True, expect={"task_uid": record.task_uid})
+    log.info("job %s succeeded: %s", job_id, ", ".join(paths))
     return state
 
 
-def collect_failed(rt: Runtime, job_id: str, exc: PermanentError | None, message: str) -> None:
-    code = exc.code if exc else "collect_failed"
-    field = exc.field if exc else None
-    rt.ledger.fail(job_id, [JobState.SUBMITTED], "collect", code, message, field=field)
+def _save(rt: Runtime, record: JobRecord) -> list[str]:
+    cap = rt.settings.max_image_bytes * RESULT_BYTES_FACTOR
+    images = [rt.client.download(url, cap) for url in record.result_urls]
+    names = output_names(reference_name(record.reference) or record.job_id, len(images),
+                         only_mask=bool(record.options.get("OnlyMask")))
+    directory = Path(record.output_dir) if record.output_dir else rt.settings.output_dir
+    return rt.store.save(directory, record.job_id, names, images)
+
+
+def _try_again(rt: Runtime, record: JobRecord, exc: Exception) -> JobState | None:
+    attempts = record.collect_attempts + 1
+    reason = exc.message if isinstance(exc, CutoutError) else f"cannot write the result: {exc}"
+    if attempts > rt.settings.max_retries:
+        return _failed(rt, record, getattr(exc, "code", "output_error"),
+                       f"gave up after {attempts} attempts: {reason}", None)
+    s = rt.settings
+    delay = retry_delay(attempts - 1, s.retry_base_delay_s, s.retry_max_delay_s)
+    log.warning("job %s: collect attempt %d failed (%s); again in %.1f s",
+                record.job_id, attempts, reason, delay)
+    _, state = rt.ledger.transition(
+        record.job_id, [JobState.SUBMITTED], JobState.SUBMITTED, increment="collect_attempts",
+        collect_in_s=delay, expect={"task_uid": record.task_uid})
+    return state
+
+
+def _failed(rt: Runtime, record: JobRecord, code: str, message: str,
+            field: str | None) -> JobState | None:
+    done = rt.ledger.fail(record.job_id, [JobState.SUBMITTED], "collect", code, message,
+                          field=field, expect={"task_uid": record.task_uid})
+    if done:
+        log.info("job %s failed at collect: %s", record.job_id, message)
+    return JobState.FAILED if done else None

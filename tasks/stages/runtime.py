@@ -1,4 +1,5 @@
-"""The per-process parts every task uses: settings, Redis, ledger, limiter, API client.
+"""The per-process parts every stage uses: settings, Redis, ledger, limiter, schedules,
+leases, API client.
 
 Built lazily in the process that runs tasks (after the prefork fork), once per process.
 """
@@ -14,9 +15,11 @@ from config import Settings, get_settings
 from picpik.client import PicpikClient
 from tasks.limits.limiter import Limiter
 from tasks.outputs.storage import OutputStore
-from tasks.store.ledger import Ledger
+from tasks.store.durability import Durability, durability_of
+from tasks.store.leases import LeaseKeeper
+from tasks.store.ledger import COLLECT_SCHEDULE, POLL_SCHEDULE, Ledger
 from tasks.store.metrics import ApiCallCounter
-from tasks.store.schedule import PollSchedule, TickMarker
+from tasks.store.schedule import DueSchedule, TickMarker
 
 __all__ = ["Runtime", "runtime"]
 
@@ -27,8 +30,11 @@ class Runtime:
     redis: redis.Redis
     ledger: Ledger
     limiter: Limiter
-    schedule: PollSchedule
+    schedule: DueSchedule  # SUBMITTED jobs by when to poll them
+    collect_schedule: DueSchedule  # finished jobs by when to collect them
     ticks: TickMarker
+    leases: LeaseKeeper
+    durability: Durability
     store: OutputStore
     client: PicpikClient
 
@@ -40,8 +46,11 @@ class Runtime:
             redis=client,
             ledger=Ledger(client),
             limiter=Limiter(client, settings),
-            schedule=PollSchedule(client),
+            schedule=DueSchedule(client, POLL_SCHEDULE),
+            collect_schedule=DueSchedule(client, COLLECT_SCHEDULE),
             ticks=TickMarker(client),
+            leases=LeaseKeeper(client, settings.lease_s),
+            durability=durability_of(client),
             store=OutputStore(client),
             client=PicpikClient(settings, on_call=ApiCallCounter(client).record),
         )

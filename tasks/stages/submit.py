@@ -7,7 +7,7 @@ succeed and the API certainly did not take the call.
 from __future__ import annotations
 
 import logging
-import time
+import uuid
 from dataclasses import dataclass
 
 from picpik.errors import InvalidInput, PermanentError, RetryableError, Throttled
@@ -15,8 +15,10 @@ from picpik.models import RemoveBackgroundOptions, parse_options
 from tasks.inputs.fetch import fetch
 from tasks.inputs.images import inspect_image
 from tasks.limits.limiter import TokenWait
+from tasks.stages.failpoints import failpoint
 from tasks.stages.runtime import Runtime
-from tasks.store.claims import claim
+from tasks.stages.shutdown import stop_signals_deferred
+from tasks.store.claims import begin_call, claim
 from tasks.store.ledger import ERROR_FIELDS
 from tasks.store.records import JobRecord, JobState
 
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_WAIT_S = 1.0  # longest in-task wait for a token; longer waits requeue the message
 BUSY_RECHECK_S = 5.0  # a duplicate looks again this soon while another worker holds the job
+LOST_CLAIM_RECHECK_S = 1.0  # a claim taken over while this process stalled: look again soon
 
 
 @dataclass(frozen=True)
@@ -46,35 +49,39 @@ def submit_job(rt: Runtime, job_id: str) -> SubmitOutcome:
         rt.limiter.reserve(TOKEN_WAIT_S, take=False)
     except TokenWait as exc:
         return SubmitOutcome(job_id, retry_in_s=exc.retry_in_s, waiting_for_token=True)
-    verdict = claim(rt.ledger, job_id, lease_s=rt.settings.task_time_limit_s)
+    owner = uuid.uuid4().hex  # this attempt's claim
+    verdict = claim(rt.ledger, job_id, lease_s=rt.settings.lease_s, owner=owner)
     if verdict.verdict == "persist":
         return SubmitOutcome(job_id, task_uid=verdict.task_uid)
     if verdict.verdict == "busy":
         return SubmitOutcome(job_id, retry_in_s=min(verdict.busy_for_s + 0.1, BUSY_RECHECK_S))
     if verdict.verdict == "unknown":
-        _needs_reconciliation(rt, job_id, "a submit attempt ended without a recorded answer")
+        _needs_reconciliation(rt, job_id, None, "a submit attempt ended without a recorded "
+                              "answer (its worker stopped after the call started)")
         return SubmitOutcome(job_id, state=JobState.NEEDS_RECONCILIATION)
     if verdict.verdict != "claimed":
         return SubmitOutcome(job_id, state=verdict.state)
     record = rt.ledger.get(job_id)
     assert record is not None  # claimed just now
-    return _attempt(rt, record)
+    with rt.leases.holding(job_id, owner):
+        failpoint(rt.settings, rt.redis, "after_claim")
+        return _attempt(rt, record, owner)
 
 
-def _attempt(rt: Runtime, record: JobRecord) -> SubmitOutcome:
+def _attempt(rt: Runtime, record: JobRecord, owner: str) -> SubmitOutcome:
     job_id = record.job_id
     try:
         image, mime, options = prepare(rt, record)
     except PermanentError as exc:
-        _fail(rt, job_id, "fetch", exc)
+        _fail(rt, job_id, owner, "fetch", exc)
         return SubmitOutcome(job_id, state=JobState.FAILED)
     except RetryableError:
-        _release(rt, job_id)
+        _release(rt, job_id, owner)
         raise
     try:
-        return _call(rt, job_id, image, mime, options)
+        return _call(rt, job_id, owner, image, mime, options)
     except TokenWait as exc:
-        _release(rt, job_id)
+        _release(rt, job_id, owner)
         return SubmitOutcome(job_id, retry_in_s=exc.retry_in_s, waiting_for_token=True)
 
 
@@ -87,40 +94,57 @@ def prepare(rt: Runtime, record: JobRecord) -> tuple[bytes, str, RemoveBackgroun
     return image, info.mime, options
 
 
-def _call(rt: Runtime, job_id: str, image: bytes, mime: str,
+def _call(rt: Runtime, job_id: str, owner: str, image: bytes, mime: str,
           options: RemoveBackgroundOptions) -> SubmitOutcome:
-    with rt.limiter.call(TOKEN_WAIT_S):
-        # From here on the API may take the call: a crash now must not lead to a second one.
-        rt.ledger.set_fields(job_id, call_started_at=f"{time.time():.6f}")
+    # From the recorded start of the call to its recorded TaskUID, a stop signal waits: a
+    # process stopped in between would leave a paid call without its answer.
+    with stop_signals_deferred(), rt.limiter.call(TOKEN_WAIT_S):
+        if not begin_call(rt.ledger, job_id, owner, rt.durability):
+            # Our lease ran out while this process stalled and another attempt took the job.
+            return SubmitOutcome(job_id, retry_in_s=LOST_CLAIM_RECHECK_S)
+        failpoint(rt.settings, rt.redis, "after_call_started")
         try:
             answer = rt.client.remove_background(image, mime, options, request_uuid=job_id)
         except Throttled as exc:
             rt.limiter.throttled(exc.retry_after_s)
-            _release(rt, job_id)
+            _release(rt, job_id, owner)
             raise
         except RetryableError as exc:
-            if exc.maybe_accepted:
-                _needs_reconciliation(rt, job_id, f"{exc.code}: {exc.message}")
-                return SubmitOutcome(job_id, state=JobState.NEEDS_RECONCILIATION)
-            _release(rt, job_id)
-            raise
+            return _call_failed(rt, job_id, owner, exc)
         except PermanentError as exc:
-            _fail(rt, job_id, "submit", exc)
+            _fail(rt, job_id, owner, "submit", exc)
             return SubmitOutcome(job_id, state=JobState.FAILED)
-    # Written at once: the TaskUID is the only proof this job was paid for.
-    rt.ledger.set_fields(job_id, task_uid=answer.task_uid)
+        failpoint(rt.settings, rt.redis, "before_task_uid_write")
+        # Written at once: the TaskUID is the only proof this job was paid for.
+        if not rt.ledger.set_fields(job_id, expect={"lease_owner": owner},
+                                    task_uid=answer.task_uid):
+            log.warning("job %s: the API accepted it as task %s, but the job was taken over "
+                        "meanwhile; record it with `cutout reconcile --attach %s %s`",
+                        job_id, answer.task_uid, job_id, answer.task_uid)
+    failpoint(rt.settings, rt.redis, "after_task_uid_write")
     return SubmitOutcome(job_id, task_uid=answer.task_uid)
 
 
+def _call_failed(rt: Runtime, job_id: str, owner: str, exc: RetryableError) -> SubmitOutcome:
+    if exc.maybe_accepted:
+        _needs_reconciliation(rt, job_id, owner, f"{exc.code}: {exc.message}")
+        return SubmitOutcome(job_id, state=JobState.NEEDS_RECONCILIATION)
+    _release(rt, job_id, owner)
+    raise exc
+
+
 def persist_job(rt: Runtime, job_id: str, task_uid: str) -> JobState | None:
-    """SUBMITTED with its TaskUID, the job.submitted event and a poll time, in one step
-    (a repeat finds the job SUBMITTED already and emits nothing)."""
-    _, state = rt.ledger.transition(
+    """SUBMITTED with its TaskUID, the job.submitted event and a poll time, in one step.
+    Only for the TaskUID the job holds: a stale message from an earlier attempt changes
+    nothing, and a repeat finds the job SUBMITTED already and emits nothing."""
+    done, state = rt.ledger.transition(
         job_id, [JobState.SUBMITTING, JobState.NEEDS_RECONCILIATION], JobState.SUBMITTED,
-        fields={"task_uid": task_uid, "submitted_at": "__now__"},
-        clear=["lease_until", *ERROR_FIELDS, "finished_at"],
+        fields={"submitted_at": "__now__"},
+        clear=["lease_until", "lease_owner", *ERROR_FIELDS, "finished_at"],
         event="job.submitted", event_fields={"task_uid": task_uid},
-        poll_in_s=rt.settings.poll_interval_s)
+        poll_in_s=rt.settings.poll_interval_s, expect={"task_uid": task_uid})
+    if done:
+        log.info("job %s submitted as task %s", job_id, task_uid)
     return state
 
 
@@ -129,23 +153,27 @@ def give_up(rt: Runtime, job_id: str, stage: str, exc: RetryableError, retries: 
     claim was handed back before the error got here, and a job that another message has taken
     since (or submitted, and so paid for) is not this message's to fail."""
     message = f"gave up after {retries} retries: {exc.message}"
-    rt.ledger.fail(job_id, [JobState.ACCEPTED], stage, exc.code, message, field=exc.field)
+    if rt.ledger.fail(job_id, [JobState.ACCEPTED], stage, exc.code, message, field=exc.field):
+        log.info("job %s failed at %s: %s", job_id, stage, message)
 
 
-def _release(rt: Runtime, job_id: str) -> None:
+def _release(rt: Runtime, job_id: str, owner: str) -> None:
     """Hand the claim back: the API did not take the call, a later attempt may."""
     rt.ledger.transition(job_id, [JobState.SUBMITTING], JobState.ACCEPTED,
-                         clear=["lease_until", "call_started_at"])
+                         clear=["lease_until", "lease_owner", "call_started_at"],
+                         expect={"lease_owner": owner})
 
 
-def _fail(rt: Runtime, job_id: str, stage: str, exc: PermanentError) -> None:
+def _fail(rt: Runtime, job_id: str, owner: str, stage: str, exc: PermanentError) -> None:
     code = "invalid_input" if isinstance(exc, InvalidInput) else exc.code
-    log.info("job %s failed at %s: %s", job_id, stage, exc)
-    rt.ledger.fail(job_id, [JobState.SUBMITTING], stage, code, exc.message, field=exc.field)
+    if rt.ledger.fail(job_id, [JobState.SUBMITTING], stage, code, exc.message,
+                      field=exc.field, expect={"lease_owner": owner}):
+        log.info("job %s failed at %s: %s", job_id, stage, exc)
 
 
-def _needs_reconciliation(rt: Runtime, job_id: str, why: str) -> None:
-    log.warning("job %s needs reconciliation: %s", job_id, why)
-    rt.ledger.fail(job_id, [JobState.SUBMITTING], "submit", "unknown_outcome",
-                   f"the API may have accepted the call: {why}",
-                   to=JobState.NEEDS_RECONCILIATION)
+def _needs_reconciliation(rt: Runtime, job_id: str, owner: str | None, why: str) -> None:
+    expect = {"lease_owner": owner} if owner else None
+    if rt.ledger.fail(job_id, [JobState.SUBMITTING], "submit", "unknown_outcome",
+                      f"the API may have accepted the call: {why}",
+                      to=JobState.NEEDS_RECONCILIATION, expect=expect):
+        log.warning("job %s needs reconciliation: %s", job_id, why)

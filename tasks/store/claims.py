@@ -2,7 +2,11 @@
 
 One Lua script looks at the job and decides, atomically, whether this message may call the
 API. Only a job that is ACCEPTED (or SUBMITTING with an expired lease and no call started) is
-claimed; anything else tells the caller what to do instead, without an API call.
+claimed; anything else tells the caller what to do instead, without an API call. A claim has
+an owner (one per attempt) and a short lease that its process renews while it lives
+(`tasks/store/leases.py`), so a dead worker's claims free within seconds. The call itself
+starts only through `begin_call`, which checks that the claim is still this owner's: a process
+that stalled past its lease, while another took the job, cannot pay a second time.
 """
 
 from __future__ import annotations
@@ -10,14 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from tasks.store.ledger import OPEN_JOBS, Ledger, job_key
+from tasks.store.durability import Durability
+from tasks.store.ledger import LEASES, OPEN_JOBS, Ledger, job_key
 from tasks.store.records import JobState
 
-__all__ = ["Claim", "claim"]
+__all__ = ["Claim", "begin_call", "claim"]
 
 Verdict = Literal["claimed", "persist", "busy", "unknown", "done", "missing"]
 
-# KEYS: job hash, open-jobs index. ARGV: lease seconds.
+# KEYS: job hash, open-jobs index, lease index. ARGV: lease seconds, owner.
 # Returns {verdict, detail}: claimed; persist (TaskUID known); busy (seconds left on another
 # worker's lease); unknown (a call started, its lease ran out, no TaskUID); done (state);
 # missing.
@@ -37,10 +42,13 @@ if state == 'SUBMITTING' and lease >= now then
 end
 if state == 'SUBMITTING' and started then return {'unknown', ''} end
 if state ~= 'ACCEPTED' and state ~= 'SUBMITTING' then return {'done', state} end
+local id = redis.call('HGET', KEYS[1], 'job_id')
 redis.call('HSET', KEYS[1], 'state', 'SUBMITTING', 'updated_at', string.format('%.6f', now),
-           'lease_until', string.format('%.6f', now + tonumber(ARGV[1])))
+           'lease_until', string.format('%.6f', now + tonumber(ARGV[1])),
+           'lease_owner', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('ZADD', KEYS[2], now, redis.call('HGET', KEYS[1], 'job_id'))
+redis.call('ZADD', KEYS[2], now, id)
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[1]), id)
 if state ~= 'SUBMITTING' then
   redis.call('HINCRBY', 'cutout:counts', state, -1)
   redis.call('HINCRBY', 'cutout:counts', 'SUBMITTING', 1)
@@ -53,6 +61,17 @@ end
 return {'claimed', ''}
 """
 
+# KEYS: job hash. ARGV: owner. Marks the call as started (the proof that a crash from here on
+# may have been paid for) if the claim is still this owner's and no call started yet.
+_BEGIN_CALL = """
+local f = redis.call('HMGET', KEYS[1], 'state', 'lease_owner', 'call_started_at')
+if f[1] ~= 'SUBMITTING' or f[2] ~= ARGV[1] or (f[3] and f[3] ~= '') then return 0 end
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[1], 'call_started_at',
+           string.format('%.6f', tonumber(t[1]) + tonumber(t[2]) / 1000000))
+return 1
+"""
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -62,10 +81,10 @@ class Claim:
     state: JobState | None = None
 
 
-def claim(ledger: Ledger, job_id: str, lease_s: float) -> Claim:
-    """Try to take the job for one submit attempt holding a lease of lease_s seconds."""
+def claim(ledger: Ledger, job_id: str, lease_s: float, owner: str) -> Claim:
+    """Try to take the job for one submit attempt, as `owner`, holding a lease of lease_s."""
     script = ledger.redis.register_script(_CLAIM)
-    verdict, detail = script(keys=[job_key(job_id), OPEN_JOBS], args=[lease_s])
+    verdict, detail = script(keys=[job_key(job_id), OPEN_JOBS, LEASES], args=[lease_s, owner])
     if verdict == "persist":
         return Claim("persist", task_uid=detail)
     if verdict == "busy":
@@ -73,3 +92,13 @@ def claim(ledger: Ledger, job_id: str, lease_s: float) -> Claim:
     if verdict == "done":
         return Claim("done", state=JobState(detail))
     return Claim(verdict)
+
+
+def begin_call(ledger: Ledger, job_id: str, owner: str, durability: Durability) -> bool:
+    """Record that owner's call starts now, durably (on disk before this returns, where the
+    server can promise it); False when the claim is no longer owner's."""
+    script = ledger.redis.register_script(_BEGIN_CALL)
+    pipe = ledger.redis.pipeline(transaction=False)  # one connection: WAITAOF covers the write
+    script(keys=[job_key(job_id)], args=[owner], client=pipe)
+    durability.wait_on(pipe)
+    return bool(pipe.execute()[0])

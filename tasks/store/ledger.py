@@ -14,20 +14,26 @@ import redis
 
 from tasks.store.records import JobRecord, JobState
 
-__all__ = ["ERROR_FIELDS", "EVENTS_STREAM", "OPEN_JOBS", "POLL_SCHEDULE", "STATE_COUNTS", "Ledger",
-           "job_key", "redis_now"]
+__all__ = ["COLLECT_SCHEDULE", "ERROR_FIELDS", "EVENTS_STREAM", "LEASES", "OPEN_JOBS",
+           "POLL_SCHEDULE", "STATE_COUNTS", "Ledger", "job_key", "redis_now"]
 
 PREFIX = "cutout"
 EVENTS_STREAM = f"{PREFIX}:events"
 EVENTS_MAXLEN = 1_000_000  # approximate; consumers are expected to keep up well within this
 # Sorted set of SUBMITTED job ids by the (Redis clock) time their task is due to be polled.
 POLL_SCHEDULE = f"{PREFIX}:poll:due"
+# Sorted set of job ids whose task finished at the API, by the time their results are due to
+# be collected (the collectors' work list; an entry in progress is pushed a lease ahead).
+COLLECT_SCHEDULE = f"{PREFIX}:collect:due"
 # Sorted set of the jobs not yet in a terminal state, by the time of their last change: the
 # sweeper's index of jobs that may have lost their message.
 OPEN_JOBS = f"{PREFIX}:open"
 # Hash: state -> number of jobs in it, over every job (batch or not), kept by every script
 # that changes a state; what `cutout serve`'s metrics report.
 STATE_COUNTS = f"{PREFIX}:counts"
+# Sorted set of claimed jobs by the end of their lease (kept by the claim and its renewals;
+# entries of jobs that moved on are dropped by the sweeper once their lease is over).
+LEASES = f"{PREFIX}:leases"
 # Why a job ended: written by fail(), cleared when the job moves on again.
 ERROR_FIELDS = ("error_stage", "error_code", "error_field", "error_message")
 
@@ -67,8 +73,9 @@ return 1
 
 # KEYS: job hash, events stream, open-jobs index.
 # ARGV: allowed states (comma list), new state, fields JSON, clear-fields JSON, event type,
-#       event fields JSON, stream maxlen, field to increment ('' for none), poll schedule key
-#       ('' for none), poll delay in seconds ('' to take the job off the schedule).
+#       event fields JSON, stream maxlen, field to increment ('' for none), schedule moves JSON
+#       ([[sorted set key, delay seconds or false to remove], ...]), expected fields JSON
+#       ({field: value} that must hold, '' meaning unset).
 # Returns {1, new state} or {0, current state} ('' when the job does not exist).
 _TRANSITION = """
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -78,6 +85,9 @@ for s in string.gmatch(ARGV[1], '[^,]+') do
   if s == state then allowed = true end
 end
 if not allowed then return {0, state} end
+for k, v in pairs(cjson.decode(ARGV[10])) do
+  if (redis.call('HGET', KEYS[1], k) or '') ~= v then return {0, state} end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local fields = cjson.decode(ARGV[3])
@@ -112,11 +122,23 @@ if ARGV[5] ~= '' then
   end
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', unpack(ev))
 end
-if ARGV[9] ~= '' then
-  if ARGV[10] == '' then redis.call('ZREM', ARGV[9], id)
-  else redis.call('ZADD', ARGV[9], now + tonumber(ARGV[10]), id) end
+for _, move in ipairs(cjson.decode(ARGV[9])) do
+  if move[2] then redis.call('ZADD', move[1], now + tonumber(move[2]), id)
+  else redis.call('ZREM', move[1], id) end
 end
 return {1, ARGV[2]}
+"""
+
+# KEYS: job hash. ARGV: expected fields JSON (as in _TRANSITION), then field/value pairs.
+# Writes only to a job that exists (a write must never create a partial job) and only while
+# the expectations hold. Returns 1 when written.
+_SET_FIELDS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for k, v in pairs(cjson.decode(ARGV[1])) do
+  if (redis.call('HGET', KEYS[1], k) or '') ~= v then return 0 end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1
 """
 
 
@@ -127,6 +149,7 @@ class Ledger:
         self.redis = client
         self._create = client.register_script(_CREATE)
         self._transition = client.register_script(_TRANSITION)
+        self._set_fields = client.register_script(_SET_FIELDS)
 
     @classmethod
     def from_url(cls, url: str) -> Ledger:
@@ -173,13 +196,13 @@ class Ledger:
 
     def get(self, job_id: str) -> JobRecord | None:
         raw: dict[str, str] = self.redis.hgetall(job_key(job_id))  # type: ignore[assignment]
-        return JobRecord.from_hash(raw) if raw else None
+        return JobRecord.from_hash(raw) if _whole(raw) else None
 
     def get_many(self, job_ids: Iterable[str]) -> list[JobRecord | None]:
         pipe = self.redis.pipeline(transaction=False)
         for job_id in job_ids:
             pipe.hgetall(job_key(job_id))
-        return [JobRecord.from_hash(raw) if raw else None for raw in pipe.execute()]
+        return [JobRecord.from_hash(raw) if _whole(raw) else None for raw in pipe.execute()]
 
     def transition(
         self,
@@ -193,19 +216,23 @@ class Ledger:
         event_fields: Mapping[str, Any] | None = None,
         increment: str = "",
         poll_in_s: float | None = None,
+        collect_in_s: float | None = None,
         unschedule: bool = False,
+        expect: Mapping[str, Any] | None = None,
     ) -> tuple[bool, JobState | None]:
-        """Move a job to `new` if it is in one of `allowed`, writing `fields` (the value
-        "__now__" means Redis's clock) and emitting `event`; all in one step. `poll_in_s`
-        puts the job on the poll schedule that many seconds ahead; `unschedule` takes it off.
+        """Move a job to `new` if it is in one of `allowed` and its fields hold the `expect`ed
+        values ("" = unset), writing `fields` (the value "__now__" means Redis's clock) and
+        emitting `event`; all in one step. `poll_in_s` / `collect_in_s` put the job on the poll
+        or collect schedule that many seconds ahead (and off the other one); `unschedule` takes
+        it off both.
 
         Returns (done, state): the new state when done, else the current one (None if the
         job does not exist)."""
         args = [
             ",".join(str(s) for s in allowed), str(new), _json_strings(fields or {}),
             json.dumps(list(clear)), event, _json_strings(event_fields or {}), str(EVENTS_MAXLEN),
-            increment, POLL_SCHEDULE if poll_in_s is not None or unschedule else "",
-            "" if poll_in_s is None else f"{poll_in_s:.6f}",
+            increment, json.dumps(_schedule_moves(poll_in_s, collect_in_s, unschedule)),
+            _json_strings(expect or {}),
         ]
         done, state = self._transition(keys=[job_key(job_id), EVENTS_STREAM, OPEN_JOBS],
                                        args=args)
@@ -213,20 +240,26 @@ class Ledger:
 
     def fail(self, job_id: str, allowed: Iterable[JobState], stage: str, code: str,
              message: str, *, field: str | None = None, to: JobState = JobState.FAILED,
-             **fields: Any) -> bool:
+             expect: Mapping[str, Any] | None = None, **fields: Any) -> bool:
         """Record why a job ended (FAILED, or NEEDS_RECONCILIATION): stage, code, field and
-        message on the record and on the stream; take it off the poll schedule."""
+        message on the record and on the stream; take it off the schedules."""
         error = {"error_stage": stage, "error_code": code, "error_field": field or "",
                  "error_message": message}
         event = "job.failed" if to is JobState.FAILED else "job.needs_reconciliation"
         done, _ = self.transition(
             job_id, allowed, to, fields={**fields, **error, "finished_at": "__now__"},
-            clear=["lease_until"], event=event, event_fields=error, unschedule=True)
+            clear=["lease_until", "lease_owner"], event=event, event_fields=error,
+            unschedule=True, expect=expect)
         return done
 
-    def set_fields(self, job_id: str, **fields: Any) -> None:
-        """Write fields that do not change the state (e.g. the TaskUID right after the call)."""
-        self.redis.hset(job_key(job_id), mapping={k: _str(v) for k, v in fields.items()})
+    def set_fields(self, job_id: str, *, expect: Mapping[str, Any] | None = None,
+                   **fields: Any) -> bool:
+        """Write fields that do not change the state (e.g. the TaskUID right after the call),
+        only to a job that exists and whose fields hold the `expect`ed values; True if written.
+        """
+        flat = [item for k, v in fields.items() for item in (k, _str(v))]
+        return bool(self._set_fields(keys=[job_key(job_id)],
+                                     args=[_json_strings(expect or {}), *flat]))
 
     def state_counts(self) -> dict[str, int]:
         """Every job by state (states with none left out)."""
@@ -245,6 +278,24 @@ class Ledger:
         entries: list[tuple[str, dict[str, str]]] = self.redis.xrange(  # type: ignore[assignment]
             EVENTS_STREAM, count=count)
         return [fields for _, fields in entries]
+
+
+def _whole(raw: Mapping[str, str]) -> bool:
+    """A job hash as create() writes it; a fragment (left by a write that a Redis crash
+    separated from its job's creation) is no job."""
+    return bool(raw) and "job_id" in raw and "state" in raw
+
+
+def _schedule_moves(poll_in_s: float | None, collect_in_s: float | None,
+                    unschedule: bool) -> list[list[Any]]:
+    """The schedule changes of a transition: a job is on at most one of the two schedules."""
+    if poll_in_s is not None:
+        return [[POLL_SCHEDULE, poll_in_s], [COLLECT_SCHEDULE, False]]
+    if collect_in_s is not None:
+        return [[COLLECT_SCHEDULE, collect_in_s], [POLL_SCHEDULE, False]]
+    if unschedule:
+        return [[POLL_SCHEDULE, False], [COLLECT_SCHEDULE, False]]
+    return []
 
 
 def _str(value: Any) -> str:

@@ -55,7 +55,17 @@ class JobRecord:
     finished_at: float | None = None
     updated_at: float | None = None
     lease_until: float | None = None
+    lease_owner: str | None = None
+    call_started_at: float | None = None
     polls: int = 0
+    # Poll failures in a row, and the largest batch this job may be asked about in (halved
+    # on each failure, so one entry that breaks the answer is soon asked about alone).
+    poll_errors: int = 0
+    poll_cap: int | None = None
+    # The finished task's result URLs, once the API reported them, and collect attempts.
+    result_urls: list[str] = field(default_factory=list)
+    collect_attempts: int = 0
+    api_finished_at: float | None = None  # when a poll first saw the task finished
     # Where job.succeeded / job.failed / job.needs_reconciliation are POSTed (Standard
     # Webhooks), and every delivery attempt so far, oldest first.
     webhook_url: str | None = None
@@ -88,7 +98,14 @@ class JobRecord:
             finished_at=_float(raw, "finished_at"),
             updated_at=_float(raw, "updated_at"),
             lease_until=_float(raw, "lease_until"),
+            lease_owner=raw.get("lease_owner") or None,
+            call_started_at=_float(raw, "call_started_at"),
             polls=int(raw.get("polls") or 0),
+            poll_errors=int(raw.get("poll_errors") or 0),
+            poll_cap=int(raw["poll_cap"]) if raw.get("poll_cap") else None,
+            result_urls=json.loads(raw.get("result_urls") or "[]"),
+            collect_attempts=int(raw.get("collect_attempts") or 0),
+            api_finished_at=_float(raw, "api_finished_at"),
             webhook_url=raw.get("webhook_url") or None,
             webhook_attempts=json.loads(raw.get("webhook_attempts") or "[]"),
         )

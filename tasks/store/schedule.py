@@ -1,17 +1,16 @@
-"""The poll schedule: SUBMITTED jobs by the time their task is next due to be polled.
+"""Due schedules: SUBMITTED jobs by the time their task is next due to be polled, and
+finished ones by the time their results are due to be collected.
 
-Jobs are added by the ledger's transitions (atomically with SUBMITTED). A poller claims up to
-N due jobs at once by pushing their due time a lease ahead, so two pollers never ask about the
-same task and a poller that dies only delays its batch by the lease.
+Jobs are added by the ledger's transitions (atomically with the state change). A poller or a
+collector claims up to N due jobs at once by pushing their due time a lease ahead, so two never
+work on the same job and one that dies only delays its jobs by the lease.
 """
 
 from __future__ import annotations
 
 import redis
 
-from tasks.store.ledger import POLL_SCHEDULE
-
-__all__ = ["PollSchedule", "TickMarker"]
+__all__ = ["DueSchedule", "TickMarker"]
 
 # KEYS: schedule. ARGV: limit, lease seconds. Returns the claimed job ids.
 _CLAIM_DUE = """
@@ -41,33 +40,34 @@ return {due, string.format('%.6f', math.max(0, tonumber(first[2]) - now))}
 """
 
 
-class PollSchedule:
-    """Claims, reschedules and inspects the due poll times."""
+class DueSchedule:
+    """Claims, reschedules and inspects the due times in one sorted set."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, key: str) -> None:
         self.redis = client
+        self.key = key
         self._claim = client.register_script(_CLAIM_DUE)
         self._reschedule = client.register_script(_RESCHEDULE)
         self._status = client.register_script(_STATUS)
 
     def claim_due(self, limit: int, lease_s: float) -> list[str]:
-        return list(self._claim(keys=[POLL_SCHEDULE], args=[limit, lease_s]))
+        return list(self._claim(keys=[self.key], args=[limit, lease_s]))
 
     def reschedule(self, job_ids: list[str], delay_s: float) -> None:
         if job_ids:
-            self._reschedule(keys=[POLL_SCHEDULE], args=[delay_s, *job_ids])
+            self._reschedule(keys=[self.key], args=[delay_s, *job_ids])
 
     def remove(self, job_ids: list[str]) -> None:
         if job_ids:
-            self.redis.zrem(POLL_SCHEDULE, *job_ids)
+            self.redis.zrem(self.key, *job_ids)
 
     def status(self) -> tuple[int, float | None]:
         """(jobs due now, seconds until the earliest is due or None when nothing waits)."""
-        due, first = self._status(keys=[POLL_SCHEDULE])
+        due, first = self._status(keys=[self.key])
         return int(due), None if float(first) < 0 else float(first)
 
     def size(self) -> int:
-        return int(self.redis.zcard(POLL_SCHEDULE))
+        return int(self.redis.zcard(self.key))
 
 
 TICK_KEY = "cutout:poll:tick"

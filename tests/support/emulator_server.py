@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,6 +137,13 @@ class EmulatorProcess:
         response.raise_for_status()
         result: list[dict[str, Any]] = response.json()
         return result
+
+    def paid_by_job(self) -> Counter[str]:
+        """RemoveBackground calls the API acted on (and billed), by request_uuid (the job id):
+        answered, or processed and then dropped or held back."""
+        acted = [c for c in self.calls(action="RemoveBackground")
+                 if c["outcome"] in ("ok", "fault_drop_after")]
+        return Counter(c["request_uuid"] for c in acted)
 
     def configure(self, **partial: Any) -> dict[str, Any]:
         """Change the running server (see docs/emulator.md for the fields)."""

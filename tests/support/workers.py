@@ -80,6 +80,16 @@ class WorkerProcess:
         self._signal(signal.SIGKILL)
         self._reap(5)
 
+    def terminate_main(self) -> None:
+        """SIGTERM to the main process only, as `docker stop` or Kubernetes send it."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGTERM)
+
+    def wait_stopped(self, timeout_s: float) -> bool:
+        """Wait for the worker to exit by itself; True if it did."""
+        return self._reap(timeout_s)
+
     def stop(self) -> None:
         """A warm shutdown; SIGKILL if it takes longer than 15 s."""
         if not self.alive():
@@ -113,8 +123,9 @@ def running_workers(env: dict[str, str], log_dir: Path, count: int = 1,
                     concurrency: int = 2) -> Iterator[list[WorkerProcess]]:
     """Start `count` workers with this environment, wait until each is ready, stop them all
     afterwards (whatever happened)."""
-    workers = [WorkerProcess(f"w{i}-{os.getpid()}", env, log_dir / f"worker{i}.log",
-                             concurrency) for i in range(count)]
+    log_dir.mkdir(parents=True, exist_ok=True)
+    workers = [WorkerProcess(f"w{i}-{os.getpid()}-{log_dir.name}", env,
+                             log_dir / f"worker{i}.log", concurrency) for i in range(count)]
     try:
         for worker in workers:
             worker.start()
