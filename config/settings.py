@@ -5,9 +5,11 @@ This is the only module that reads the environment. Units are in the names.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -16,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 IntSet = Annotated[frozenset[int], NoDecode]
 StrSet = Annotated[frozenset[str], NoDecode]
 StrList = Annotated[tuple[str, ...], NoDecode]
+SecretList = Annotated[tuple[SecretStr, ...], NoDecode]
 
 # Where CUTOUT_FAILPOINT may stop a worker (tests only; tasks/stages/failpoints.py).
 FAILPOINTS = ("after_claim", "after_call_started", "before_task_uid_write",
@@ -107,6 +110,30 @@ class Settings(BaseSettings):
     # --- output ---
     output_dir: Path = Path("cutouts")
 
+    # --- `cutout serve`: the HTTP intake ---
+    # Bearer tokens the service accepts (comma-separated); it refuses to start without one
+    # unless bound to 127.0.0.1 with --insecure-local.
+    serve_tokens: SecretList = ()
+    serve_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    serve_max_references: int = Field(default=10_000, ge=1)
+    # How long an Idempotency-Key is remembered (per token).
+    serve_idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
+
+    # --- webhooks (Standard Webhooks) ---
+    # The signing secret, `whsec_` + base64; deliveries need it (none are sent without it).
+    webhook_secret: SecretStr | None = None
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    # Retry n (0 first) waits between half and all of base * 2**n, capped at max; the first
+    # two retries come within 30 s by default, then they spread out until give_up_after_s.
+    webhook_retry_base_s: float = Field(default=10.0, gt=0)
+    webhook_retry_max_delay_s: float = Field(default=6 * 3600.0, gt=0)
+    webhook_give_up_after_s: float = Field(default=25 * 3600.0, gt=0)
+    webhook_concurrency: int = Field(default=4, ge=1, le=64)
+
+    # --- logs ---
+    # `text` (Celery's and uvicorn's usual lines) or `json` (one JSON object per line).
+    log_format: Literal["text", "json"] = "text"
+
     # --- Flower ---
     flower_port: int = 5555
     flower_basic_auth: SecretStr = SecretStr("cutout:cutout")
@@ -119,12 +146,20 @@ class Settings(BaseSettings):
         "retcodes_out_of_credits",
         "image_formats",
         "fetch_allow",
+        "serve_tokens",
         mode="before",
     )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not is_whsec(value.get_secret_value()):
+            raise ValueError("must be whsec_ followed by the secret in base64")
         return value
 
     @field_validator("failpoint")
@@ -155,6 +190,17 @@ class Settings(BaseSettings):
         if self.private_key is None:
             raise ValueError("no PrivateKey configured: set CUTOUT_PRIVATE_KEY or _FILE")
         return self.private_key.get_secret_value()
+
+
+def is_whsec(secret: str) -> bool:
+    """A Standard Webhooks secret: `whsec_` and non-empty base64 (padding optional)."""
+    if not secret.startswith("whsec_"):
+        return False
+    body = secret.removeprefix("whsec_")
+    try:
+        return bool(base64.b64decode(body + "=" * (-len(body) % 4), validate=True))
+    except binascii.Error:
+        return False
 
 
 @lru_cache(maxsize=1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -20,7 +20,7 @@ from requests.adapters import HTTPAdapter
 
 from config.settings import Settings
 from picpik.body import build_signed_body
-from picpik.errors import InvalidInput, RejectedKey
+from picpik.errors import CutoutError, InvalidInput, RejectedKey
 from picpik.images import IMAGE_MIME_TYPES, image_size
 from picpik.models import (
     ListTasksDetailsRequest,
@@ -51,11 +51,16 @@ def new_session() -> requests.Session:
     return session
 
 
+# Told of every API call once it ended: (Action, "ok" or the error's code), e.g. for metrics.
+CallHook = Callable[[str, str], None]
+
+
 class PicpikClient:
     """Calls RemoveBackground, ListTasksDetails and ListRunningTasks; downloads result images."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, on_call: CallHook | None = None) -> None:
         self._settings = settings
+        self._on_call = on_call
         self._session = new_session()
         self._timeout = (settings.connect_timeout_s, settings.read_timeout_s)
         self._url = settings.api_base_url.rstrip("/") + "/"
@@ -146,6 +151,24 @@ class PicpikClient:
         return self._call(action, body, request_uuid)
 
     def _call(self, action: str, body: bytes | bytearray, job_id: str | None) -> dict[str, Any]:
+        try:
+            answer = self._call_once(action, body, job_id)
+        except CutoutError as exc:
+            self._tell(action, exc.code)
+            raise
+        self._tell(action, "ok")
+        return answer
+
+    def _tell(self, action: str, outcome: str) -> None:
+        if self._on_call is None:
+            return
+        try:
+            self._on_call(action, outcome)
+        except Exception:  # counting must never change what a call did
+            log.warning("could not count a %s call (%s)", action, outcome, exc_info=True)
+
+    def _call_once(self, action: str, body: bytes | bytearray, job_id: str | None
+                   ) -> dict[str, Any]:
         started = time.perf_counter()
         try:
             # A bytearray goes out as one buffer with its Content-Length (urllib3 sends any

@@ -23,6 +23,7 @@ from picpik.errors import InvalidInput
 from picpik.models import parse_options
 from tasks.celery_app import create_app
 from tasks.messages import send_jobs
+from tasks.outputs.webhooks import check_webhook_url
 from tasks.poll import ensure_poll_loop
 from tasks.store.ledger import ERROR_FIELDS, Ledger
 from tasks.store.records import TERMINAL_STATES, JobRecord, JobState
@@ -59,13 +60,15 @@ def enqueue(
     job_id: str | None = None,
     idempotency_key: str | None = None,
     settings: Settings | None = None,
+    webhook_url: str | None = None,
     **options: Any,
 ) -> str:
     """Queue one image reference; return its job id. Raises InvalidInput naming a bad option.
     `job_id` or `idempotency_key` make a repeat a no-op (see enqueue_many)."""
     return enqueue_many([reference], batch=batch, output_dir=output_dir,
                         job_ids=None if job_id is None else [job_id],
-                        idempotency_key=idempotency_key, settings=settings, **options)[0]
+                        idempotency_key=idempotency_key, settings=settings,
+                        webhook_url=webhook_url, **options)[0]
 
 
 def enqueue_many(
@@ -76,34 +79,41 @@ def enqueue_many(
     job_ids: Sequence[str] | None = None,
     idempotency_key: str | None = None,
     settings: Settings | None = None,
+    webhook_url: str | None = None,
     **options: Any,
 ) -> list[str]:
     """Validate the options once, then queue every reference in bulk (one connection, one
     pipelined ledger write); return the job ids in the order of the references.
 
-    Options go by API name (Box=...) or Python name (box=...). Pass your own `job_ids` (one per
-    reference) or an `idempotency_key` (the ids are then derived from it, uuid5) to make a
-    repeat safe: jobs that exist already are not recorded again, only those still ACCEPTED are
-    published again (a duplicate message costs nothing: the claim), and the same ids come back.
-    A key or id reused for another reference, options, batch or output_dir is refused."""
+    Options go by API name (Box=...) or Python name (box=...). With webhook_url, each job's
+    end (job.succeeded, job.failed, job.needs_reconciliation) is POSTed there, signed.
+
+    Pass your own `job_ids` (one per reference) or an `idempotency_key` (the ids are then
+    derived from it, uuid5) to make a repeat safe: jobs that exist already are not recorded
+    again, only those still ACCEPTED are published again (a duplicate message costs nothing:
+    the claim), and the same ids come back. A key or id reused for another reference, options,
+    batch, output_dir or webhook_url is refused."""
     s = settings or get_settings()
     params = parse_options(options).to_params()
     refs = list(references)
     _check_references(refs, batch)
+    if webhook_url is not None:
+        check_webhook_url(webhook_url)
     ids = _job_ids_for(refs, job_ids, idempotency_key)
     jobs = list(zip(ids, refs, strict=True))
     ledger = _ledger(s)
+    where = {"batch": batch, "output_dir": output_dir, "webhook_url": webhook_url}
     if job_ids is None and idempotency_key is None:
-        ledger.create_many(jobs, params, batch=batch, output_dir=output_dir)
+        ledger.create_many(jobs, params, **where)
         publish(s, jobs)
         return ids
     existing = {r.job_id: r for r in ledger.get_many(ids) if r is not None}
     field = "job_ids" if job_ids is not None else "idempotency_key"
     for job_id, ref in jobs:
         if job_id in existing:
-            _check_repeat(existing[job_id], ref, params, batch, output_dir, field)
+            _check_repeat(existing[job_id], ref, params, where, field)
     fresh = [(job_id, ref) for job_id, ref in jobs if job_id not in existing]
-    ledger.create_many(fresh, params, batch=batch, output_dir=output_dir)
+    ledger.create_many(fresh, params, **where)
     # Jobs still ACCEPTED may never have been published (a producer that died in between).
     again = [(r.job_id, r.reference) for r in existing.values() if r.state is JobState.ACCEPTED]
     publish(s, fresh + again)
@@ -146,12 +156,12 @@ def _job_ids_for(refs: list[str], job_ids: Sequence[str] | None,
 
 
 def _check_repeat(record: JobRecord, reference: str, params: dict[str, Any],
-                  batch: str | None, output_dir: str | None, field: str) -> None:
+                  where: dict[str, str | None], field: str) -> None:
     """A repeat must ask for the very same job; anything else is a reused key or id."""
     differs = [name for name, mine, theirs in (
         ("reference", reference, record.reference), ("options", params, record.options),
-        ("batch", batch or None, record.batch or None),
-        ("output_dir", output_dir or None, record.output_dir or None)) if mine != theirs]
+        *((name, value or None, getattr(record, name) or None) for name, value in where.items()),
+    ) if mine != theirs]
     if differs:
         raise InvalidInput(f"job {record.job_id} already exists with another "
                            f"{' and '.join(differs)} (the {field} stand for other jobs); "

@@ -39,6 +39,7 @@ from producers.manifest import (
     read_references,
     validate_entries,
 )
+from producers.serve.command import serve
 from producers.startup import BadSettings, load_settings
 
 # producers.api, .progress and .report import tasks/, which builds the Celery app from the
@@ -77,6 +78,7 @@ def cli() -> None:
 
 
 cli.add_command(reconcile)
+cli.add_command(serve)
 
 
 def main() -> None:
@@ -130,6 +132,8 @@ def describe_failure(exc: Exception) -> str:
 @click.option("--idempotency-key", metavar="K", default=None,
               help="Run again with the same K (and the same images and flags) to queue "
                    "nothing new: the job ids are derived from K.")
+@click.option("--webhook", metavar="URL", default=None,
+              help="POST each job's end (signed, Standard Webhooks) to this http(s) URL.")
 @option_flags
 def enqueue(
     references: tuple[str, ...],
@@ -139,6 +143,7 @@ def enqueue(
     wait: bool,
     timeout_s: float | None,
     idempotency_key: str | None,
+    webhook: str | None,
     **flags: Any,
 ) -> None:
     """Queue images (files, folders, http/https URLs, manifests) for background removal."""
@@ -147,11 +152,13 @@ def enqueue(
     jobs = _validated_or_exit(entries, flags)
     if batch is not None and (not batch or ":" in batch):
         refuse([f"field batch: must be a non-empty name without ':' (got {batch!r})"])
+    if webhook is not None:
+        _check_webhook_or_exit(webhook)
     batch = batch or f"batch-{datetime.now(UTC):%Y%m%d-%H%M%S}-{token_hex(2)}"
     # Absolute, because workers run elsewhere: a relative path would be their own cwd's.
     out = out.resolve() if out is not None else None
     job_ids = _enqueue_groups(jobs, batch=batch, out=out, settings=settings,
-                              idempotency_key=idempotency_key)
+                              idempotency_key=idempotency_key, webhook=webhook)
     console.print(f"queued {len(job_ids)} job(s) in batch [bold]{escape(batch)}[/]",
                   highlight=False)
     if wait:
@@ -185,9 +192,18 @@ def _validated_or_exit(
     return jobs
 
 
+def _check_webhook_or_exit(url: str) -> None:
+    from tasks.outputs.webhooks import check_webhook_url
+
+    try:
+        check_webhook_url(url)
+    except InvalidInput as exc:
+        refuse([f"field {exc.field}: {exc.message}"])
+
+
 def _enqueue_groups(
     jobs: Sequence[tuple[str, dict[str, Any]]], *, batch: str, out: Path | None,
-    settings: Settings, idempotency_key: str | None = None,
+    settings: Settings, idempotency_key: str | None = None, webhook: str | None = None,
 ) -> list[str]:
     """Publish jobs in bulk, one enqueue_many call per distinct set of options. With a key,
     each job's id is derived from the key and its position (api.derive_job_ids), as the
@@ -203,7 +219,8 @@ def _enqueue_groups(
         given = [derived[i] for i in indexes] if derived else None
         try:
             ids = api.enqueue_many(refs, batch=batch, output_dir=str(out) if out else None,
-                                   job_ids=given, settings=settings, **options)
+                                   job_ids=given, settings=settings, webhook_url=webhook,
+                                   **options)
         except InvalidInput as exc:
             if exc.field != "job_ids":
                 raise
@@ -273,12 +290,23 @@ def _job_status(job_id: str, settings: Settings, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, default=str))
         return
+    attempts = data.pop("webhook_attempts")
     for name, value in data.items():
         if value in (None, "", [], {}):
             continue
         if name.endswith(("_at", "_until")) and isinstance(value, float):
-            value = datetime.fromtimestamp(value, UTC).isoformat(timespec="milliseconds")
+            value = _when(value)
         console.print(f"{name:<14} {value}", highlight=False, markup=False)
+    for attempt in attempts:  # one line per webhook delivery attempt
+        outcome = attempt["error"] or f"HTTP {attempt['status']}"
+        after = f", again at {_when(attempt['next_at'])}" if attempt.get("next_at") else ""
+        console.print(f"{'webhook':<14} {_when(attempt['at'])} {attempt['event']} "
+                      f"{attempt['webhook_id']} #{attempt['attempt']}: {outcome}: "
+                      f"{attempt['outcome']}{after}", highlight=False, markup=False)
+
+
+def _when(unix_s: float) -> str:
+    return datetime.fromtimestamp(unix_s, UTC).isoformat(timespec="milliseconds")
 
 
 BATCH = click.option("--batch", metavar="NAME", required=True, help="The batch name.")

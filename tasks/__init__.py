@@ -1,10 +1,11 @@
 """The Celery app (`celery -A tasks worker`) and the pipeline's stages.
 
 Importing the package registers every task (cutout.submit, cutout.persist, cutout.poll) and
-the worker's own threads (the collectors, the poll-loop watch).
+the worker's own threads (the collectors, the poll-loop watch, the outbox for metrics and
+webhooks) and its log set-up (tasks.logs).
 """
 
-from tasks import poll, submit, upkeep  # noqa: F401  (registers tasks and signal handlers)
+from tasks import logs, poll, submit, upkeep, webhooks  # noqa: F401  (tasks, signal handlers)
 from tasks.celery_app import app
 
 __all__ = ["app"]

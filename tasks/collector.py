@@ -14,6 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from tasks.logs import job_log_context
 from tasks.stages.collect import collect_due, collect_job
 from tasks.stages.runtime import Runtime
 
@@ -61,7 +62,8 @@ class Collector:
 
     def _collect(self, job_id: str) -> None:
         try:
-            collect_job(self.rt, job_id)
+            with job_log_context(job_id, "collect"):
+                collect_job(self.rt, job_id)
         except Exception:  # the job stays scheduled: its lease runs out and it is tried again
             log.exception("collecting job %s failed unexpectedly", job_id)
         finally:

@@ -10,6 +10,7 @@ import http.client
 import socket
 import ssl
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
@@ -17,7 +18,7 @@ from config import Settings
 from picpik.errors import InvalidInput, Unavailable
 from tasks.inputs.netguard import Allowance, resolve_checked
 
-__all__ = ["fetch", "reference_name"]
+__all__ = ["fetch", "open_guarded", "reference_name"]
 
 MAX_REDIRECTS = 5
 CHUNK = 64 * 1024
@@ -95,24 +96,24 @@ def _fetch_url(url: str, settings: Settings) -> bytes:
     raise InvalidInput(f"more than {MAX_REDIRECTS} redirects", field="reference")
 
 
-def _checked_url(url: str) -> tuple[SplitResult, str, int]:
+def _checked_url(url: str, field: str = "reference") -> tuple[SplitResult, str, int]:
     """The URL's parts, host and port, if it is one we may fetch (the first URL and every
     redirect)."""
     if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in url):
         # urlsplit would silently drop a CR or LF: refuse instead of fetching something else.
         raise InvalidInput("a URL with spaces or control characters (percent-encode them)",
-                           field="reference")
+                           field=field)
     try:
         split = urlsplit(url)
         host, port = split.hostname, split.port
     except ValueError as exc:  # an unclosed IPv6 bracket, a port out of range
-        raise InvalidInput(f"not a valid URL: {exc}", field="reference") from exc
+        raise InvalidInput(f"not a valid URL: {exc}", field=field) from exc
     if split.scheme.lower() not in ("http", "https") or not host:
-        raise InvalidInput(f"not an http(s) URL: {url[:200]}", field="reference")
+        raise InvalidInput(f"not an http(s) URL: {url[:200]}", field=field)
     if "@" in split.netloc:
         # Never sent (we do not authenticate to image hosts), and never echoed back either.
-        raise InvalidInput("a URL with credentials (user:password@) is not fetched",
-                           field="reference")
+        raise InvalidInput("a URL with credentials (user:password@) is refused",
+                           field=field)
     return split, host, port or (443 if split.scheme.lower() == "https" else 80)
 
 
@@ -137,18 +138,33 @@ class _PinnedHTTPS(_PinnedHTTP):
 
 def _open(url: str, allowance: Allowance, settings: Settings, deadline: float
           ) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
-    split, host, port = _checked_url(url)
-    address = resolve_checked(host, port, allowance)
+    return open_guarded("GET", url, allowance, deadline,
+                        headers={"User-Agent": "cutout/0.1", "Accept": "image/*"})
+
+
+def open_guarded(method: str, url: str, allowance: Allowance, deadline: float, *,
+                 body: bytes | None = None, headers: Mapping[str, str] | None = None,
+                 field: str = "reference",
+                 ) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
+    """One request (no redirect followed) to an address the guard checked, connected to that
+    very address; the caller reads the response and closes the connection. Refusals name
+    `field` (InvalidInput); a connection or protocol failure is Unavailable."""
+    split, host, port = _checked_url(url, field)
+    try:
+        address = resolve_checked(host, port, allowance)
+    except InvalidInput as exc:
+        exc.field = field
+        raise
     timeout = max(0.1, deadline - time.monotonic())
     cls = _PinnedHTTPS if split.scheme.lower() == "https" else _PinnedHTTP
     conn = cls(host, port, address, timeout)
     target = (split.path or "/") + (f"?{split.query}" if split.query else "")
     try:
-        conn.request("GET", target, headers={"User-Agent": "cutout/0.1", "Accept": "image/*"})
+        conn.request(method, target, body=body, headers=dict(headers or {}))
         return conn.getresponse(), conn
     except (OSError, http.client.HTTPException) as exc:
         conn.close()
-        raise Unavailable(f"cannot fetch {url}: {exc}", field="reference") from exc
+        raise Unavailable(f"cannot reach {url}: {exc}", field=field) from exc
 
 
 def _read_body(url: str, response: http.client.HTTPResponse, sock: socket.socket | None,

@@ -18,6 +18,7 @@ from tasks.outputs.storage import OutputStore
 from tasks.store.durability import Durability, durability_of
 from tasks.store.leases import LeaseKeeper
 from tasks.store.ledger import COLLECT_SCHEDULE, POLL_SCHEDULE, Ledger
+from tasks.store.metrics import ApiCallCounter
 from tasks.store.schedule import DueSchedule, TickMarker
 
 __all__ = ["Runtime", "runtime"]
@@ -51,7 +52,7 @@ class Runtime:
             leases=LeaseKeeper(client, settings.lease_s),
             durability=durability_of(client),
             store=OutputStore(client),
-            client=PicpikClient(settings),
+            client=PicpikClient(settings, on_call=ApiCallCounter(client).record),
         )
 
 

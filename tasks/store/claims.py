@@ -49,6 +49,10 @@ redis.call('HSET', KEYS[1], 'state', 'SUBMITTING', 'updated_at', string.format('
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('ZADD', KEYS[2], now, id)
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[1]), id)
+if state ~= 'SUBMITTING' then
+  redis.call('HINCRBY', 'cutout:counts', state, -1)
+  redis.call('HINCRBY', 'cutout:counts', 'SUBMITTING', 1)
+end
 if state ~= 'SUBMITTING' and f[5] and f[5] ~= '' then
   local counts = 'cutout:batch:' .. f[5] .. ':counts'
   redis.call('HINCRBY', counts, state, -1)

@@ -15,7 +15,7 @@ import redis
 from tasks.store.records import JobRecord, JobState
 
 __all__ = ["COLLECT_SCHEDULE", "ERROR_FIELDS", "EVENTS_STREAM", "LEASES", "OPEN_JOBS",
-           "POLL_SCHEDULE", "RECONCILE_JOBS", "Ledger", "job_key", "redis_now"]
+           "POLL_SCHEDULE", "RECONCILE_JOBS", "STATE_COUNTS", "Ledger", "job_key", "redis_now"]
 
 PREFIX = "cutout"
 EVENTS_STREAM = f"{PREFIX}:events"
@@ -30,6 +30,9 @@ COLLECT_SCHEDULE = f"{PREFIX}:collect:due"
 OPEN_JOBS = f"{PREFIX}:open"
 # Sorted set of the jobs in NEEDS_RECONCILIATION, by when they got there (`cutout reconcile`).
 RECONCILE_JOBS = f"{PREFIX}:reconcile"
+# Hash: state -> number of jobs in it, over every job (batch or not), kept by every script
+# that changes a state; what `cutout serve`'s metrics report.
+STATE_COUNTS = f"{PREFIX}:counts"
 # Sorted set of claimed jobs by the end of their lease (kept by the claim and its renewals;
 # entries of jobs that moved on are dropped by the sweeper once their lease is over).
 LEASES = f"{PREFIX}:leases"
@@ -64,6 +67,7 @@ if ARGV[1] ~= '' then
   redis.call('SADD', ARGV[1], ARGV[3])
   redis.call('HINCRBY', ARGV[2], 'ACCEPTED', 1)
 end
+redis.call('HINCRBY', 'cutout:counts', 'ACCEPTED', 1)
 local t = redis.call('TIME')
 redis.call('ZADD', KEYS[2], tonumber(t[1]) + tonumber(t[2]) / 1000000, ARGV[3])
 return 1
@@ -106,6 +110,10 @@ if ARGV[2] == 'NEEDS_RECONCILIATION' then
   redis.call('ZADD', 'cutout:reconcile', now, id)
 elseif state == 'NEEDS_RECONCILIATION' then
   redis.call('ZREM', 'cutout:reconcile', id)
+end
+if state ~= ARGV[2] then
+  redis.call('HINCRBY', 'cutout:counts', state, -1)
+  redis.call('HINCRBY', 'cutout:counts', ARGV[2], 1)
 end
 local batch = redis.call('HGET', KEYS[1], 'batch')
 if batch and batch ~= '' and state ~= ARGV[2] then
@@ -162,26 +170,31 @@ class Ledger:
         *,
         batch: str | None = None,
         output_dir: str | None = None,
+        webhook_url: str | None = None,
     ) -> bool:
         """Record a new job as ACCEPTED; False (and no change) if the id already exists."""
-        return bool(self._create_args(self.redis, job_id, reference, options, batch, output_dir))
+        return bool(self._create_args(self.redis, job_id, reference, options, batch, output_dir,
+                                      webhook_url))
 
     def create_many(self, jobs: Iterable[tuple[str, str]], options: Mapping[str, Any],
-                    *, batch: str | None = None, output_dir: str | None = None) -> None:
+                    *, batch: str | None = None, output_dir: str | None = None,
+                    webhook_url: str | None = None) -> None:
         """Record many (job_id, reference) pairs in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         for job_id, reference in jobs:
-            self._create_args(pipe, job_id, reference, options, batch, output_dir)
+            self._create_args(pipe, job_id, reference, options, batch, output_dir, webhook_url)
         pipe.execute()
 
     def _create_args(self, target: Any, job_id: str, reference: str, options: Mapping[str, Any],
-                     batch: str | None, output_dir: str | None) -> Any:
+                     batch: str | None, output_dir: str | None, webhook_url: str | None) -> Any:
         now = f"{time.time():.6f}"
         fields = {
             "job_id": job_id, "reference": reference, "options": json.dumps(dict(options)),
             "batch": batch or "", "output_dir": output_dir or "", "state": JobState.ACCEPTED,
             "attempts": "0", "created_at": now, "updated_at": now,
         }
+        if webhook_url:
+            fields["webhook_url"] = webhook_url
         flat = [item for pair in fields.items() for item in pair]
         set_key = batch_key(batch) if batch else ""
         counts = batch_counts_key(batch) if batch else ""
@@ -254,6 +267,11 @@ class Ledger:
         flat = [item for k, v in fields.items() for item in (k, _str(v))]
         return bool(self._set_fields(keys=[job_key(job_id)],
                                      args=[_json_strings(expect or {}), *flat]))
+
+    def state_counts(self) -> dict[str, int]:
+        """Every job by state (states with none left out)."""
+        raw: dict[str, str] = self.redis.hgetall(STATE_COUNTS)  # type: ignore[assignment]
+        return {state: int(n) for state, n in raw.items() if int(n) > 0}
 
     def batch_ids(self, batch: str) -> list[str]:
         return sorted(self.redis.smembers(batch_key(batch)))  # type: ignore[arg-type]

@@ -66,6 +66,10 @@ class JobRecord:
     result_urls: list[str] = field(default_factory=list)
     collect_attempts: int = 0
     api_finished_at: float | None = None  # when a poll first saw the task finished
+    # Where job.succeeded / job.failed / job.needs_reconciliation are POSTed (Standard
+    # Webhooks), and every delivery attempt so far, oldest first.
+    webhook_url: str | None = None
+    webhook_attempts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def terminal(self) -> bool:
@@ -102,6 +106,8 @@ class JobRecord:
             result_urls=json.loads(raw.get("result_urls") or "[]"),
             collect_attempts=int(raw.get("collect_attempts") or 0),
             api_finished_at=_float(raw, "api_finished_at"),
+            webhook_url=raw.get("webhook_url") or None,
+            webhook_attempts=json.loads(raw.get("webhook_attempts") or "[]"),
         )
 
     def to_dict(self) -> dict[str, Any]:

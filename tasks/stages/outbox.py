@@ -1,0 +1,99 @@
+"""What each worker does with the events stream besides the stages: fold every event into the
+metrics' totals (consumer group `cutout-metrics`), turn each finished job's event into a webhook
+delivery when the job names a URL (group `cutout-webhooks`), and send the deliveries that are
+due. One `step()` is one round; tasks/webhooks.py runs rounds in a thread of the main process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis
+
+from config import Settings
+from tasks.outputs.webhooks import WEBHOOK_EVENTS, WEBHOOKS_GROUP, event_body
+from tasks.stages.deliver import Courier
+from tasks.store.ledger import Ledger
+from tasks.store.metrics import METRICS_GROUP, apply_events
+from tasks.store.stream import Entry, EventGroup
+
+__all__ = ["Outbox", "consumer_name"]
+
+log = logging.getLogger(__name__)
+
+READ_COUNT = 200  # events per read
+IDLE_BLOCK_MS = 500  # how long a round waits for new events when nothing was due
+RECLAIM_EVERY_S = 30.0
+RECLAIM_IDLE_MS = 60_000  # an event read this long ago and not acknowledged: its reader died
+NO_SECRET_WARN_EVERY_S = 300.0
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class Outbox:
+    settings: Settings
+    redis: redis.Redis
+    ledger: Ledger
+    courier: Courier
+    metrics: EventGroup
+    webhooks: EventGroup
+    _next_reclaim: float = 0.0
+    _next_warning: float = 0.0
+
+    @classmethod
+    def build(cls, settings: Settings, consumer: str | None = None) -> Outbox:
+        client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        name = consumer or consumer_name()
+        return cls(settings, client, Ledger(client), Courier.build(settings, client),
+                   EventGroup(client, METRICS_GROUP, name),
+                   EventGroup(client, WEBHOOKS_GROUP, name))
+
+    def start(self) -> None:
+        self.metrics.ensure()
+        self.webhooks.ensure()
+
+    def step(self) -> None:
+        """Reclaim events of dead readers now and then, send what is due, read new events
+        (waiting a little for them when nothing was sent)."""
+        if time.monotonic() >= self._next_reclaim:
+            self._next_reclaim = time.monotonic() + RECLAIM_EVERY_S
+            self._handle_metrics(self.metrics.reclaim(RECLAIM_IDLE_MS, READ_COUNT))
+            self._handle_webhooks(self.webhooks.reclaim(RECLAIM_IDLE_MS, READ_COUNT))
+        sent = self.courier.deliver_due()
+        self._warn_without_secret()
+        self._handle_metrics(self.metrics.read(READ_COUNT, None if sent else IDLE_BLOCK_MS))
+        self._handle_webhooks(self.webhooks.read(READ_COUNT, None))
+
+    def _handle_metrics(self, entries: Sequence[Entry]) -> None:
+        apply_events(self.redis, METRICS_GROUP, entries)
+
+    def _handle_webhooks(self, entries: Sequence[Entry]) -> None:
+        """A delivery for each finished job that names a webhook URL; every entry acked."""
+        if not entries:
+            return
+        finished = [(entry_id, f) for entry_id, f in entries if f.get("type") in WEBHOOK_EVENTS]
+        records = self.ledger.get_many([f.get("job_id", "") for _, f in finished])
+        bodies = {}
+        for (entry_id, fields), record in zip(finished, records, strict=True):
+            if record is not None and record.webhook_url:
+                bodies[entry_id] = (record.webhook_url, event_body(fields, record))
+        created = self.courier.deliveries.schedule(WEBHOOKS_GROUP, entries, bodies)
+        if created:
+            log.debug("%d webhook deliveries scheduled", created)
+
+    def _warn_without_secret(self) -> None:
+        if self.courier.signer is not None or time.monotonic() < self._next_warning:
+            return
+        self._next_warning = time.monotonic() + NO_SECRET_WARN_EVERY_S
+        waiting = self.courier.deliveries.pending()
+        if waiting:
+            log.warning("%d webhook deliveries wait: CUTOUT_WEBHOOK_SECRET is not set, and "
+                        "nothing is sent unsigned", waiting)
