@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from config.secret_files import FileSettingsSource, url_with_password
 
 # Lists in the environment are comma-separated: CUTOUT_FETCH_ALLOW=127.0.0.1,10.0.0.0/8
 IntSet = Annotated[frozenset[int], NoDecode]
@@ -23,6 +30,8 @@ SecretList = Annotated[tuple[SecretStr, ...], NoDecode]
 # Where CUTOUT_FAILPOINT may stop a worker (tests only; tasks/stages/failpoints.py).
 FAILPOINTS = ("after_claim", "after_call_started", "before_task_uid_write",
               "after_task_uid_write", "before_ack")
+
+REDIS_SCHEMES = ("redis", "rediss")
 
 INTERNATIONAL_BASE_URL = "https://api.picpik.ai"
 CHINA_BASE_URL = "https://api.picpikai.com"
@@ -55,9 +64,15 @@ class Settings(BaseSettings):
     retcodes_out_of_credits: IntSet = frozenset({130})
 
     # --- Redis and Celery ---
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    broker_url: str | None = None  # defaults to redis_url
-    result_backend_url: str | None = None  # defaults to redis_url
+    # Not in repr: once a password is added below, the URLs carry it.
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", repr=False)
+    broker_url: str | None = Field(default=None, repr=False)  # defaults to redis_url
+    result_backend_url: str | None = Field(default=None, repr=False)  # defaults to redis_url
+    # Put into every redis:// URL above that has none (a secret file: CUTOUT_REDIS_PASSWORD_FILE),
+    # so that the password is never part of a URL written in a compose file or a manifest.
+    redis_password: SecretStr | None = None
+    # Put into broker_url when it has none (RabbitMQ's, or a broker Redis of its own).
+    broker_password: SecretStr | None = None
     visibility_timeout_s: int = 3600
     task_time_limit_s: int = 300
     result_expires_s: int = 7 * 24 * 3600
@@ -169,6 +184,32 @@ class Settings(BaseSettings):
         if value and (name not in FAILPOINTS or (times and not times.isdigit())):
             raise ValueError(f"must be one of {', '.join(FAILPOINTS)}, optionally ':TIMES'")
         return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # CUTOUT_<NAME>_FILE for every setting, below the variable itself (config/secret_files.py).
+        return (init_settings, env_settings, dotenv_settings, FileSettingsSource(settings_cls),
+                file_secret_settings)
+
+    @model_validator(mode="after")
+    def _passwords_into_urls(self) -> Settings:
+        if self.broker_url and self.broker_password is not None:
+            url = url_with_password(self.broker_url, self.broker_password.get_secret_value())
+            object.__setattr__(self, "broker_url", url)
+        if self.redis_password is not None:
+            password = self.redis_password.get_secret_value()
+            for name in ("redis_url", "broker_url", "result_backend_url"):
+                url = getattr(self, name)
+                if url and url.partition("://")[0].lower() in REDIS_SCHEMES:
+                    object.__setattr__(self, name, url_with_password(url, password))
+        return self
 
     @model_validator(mode="after")
     def _private_key_from_file(self) -> Settings:

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from config.secret_files import SecretFileError
 from emulator.server import serve
 from emulator.settings import EmulatorSettings
 
@@ -63,6 +64,8 @@ def parse_args(argv: Sequence[str] | None = None) -> EmulatorSettings:
     except ValidationError as exc:
         first = exc.errors()[0]
         parser.error(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+    except SecretFileError as exc:
+        parser.error(str(exc))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from config.secret_files import FileSettingsSource
 
 __all__ = ["GATEWAY_STATUSES", "EmulatorSettings", "parse_key_pairs"]
 
@@ -66,6 +73,19 @@ class EmulatorSettings(BaseSettings):
     # GrabCut (docs/matting.md).
     model_path: Path | None = None
     log_level: str = "warning"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # CUTOUT_EMULATOR_<NAME>_FILE for every variable: the key pairs from a secret file.
+        return (init_settings, env_settings, dotenv_settings, FileSettingsSource(settings_cls),
+                file_secret_settings)
 
     @field_validator("keys", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from pydantic import SecretStr, ValidationError
 from pydantic_core import ErrorDetails
 
 from config import Settings, get_settings
+from config.secret_files import SecretFileError
 from config.timing import timing_problems
 from picpik.errors import CutoutError
 
@@ -44,6 +45,8 @@ def load_settings() -> Settings:
         settings = get_settings()
     except ValidationError as exc:
         raise BadSettings(describe_validation(exc)) from None
+    except SecretFileError as exc:  # a CUTOUT_<NAME>_FILE that cannot be read
+        raise BadSettings(str(exc)) from None
     except OSError as exc:
         # The only file Settings reads itself is the PrivateKey file (the model validator).
         raise BadSettings(

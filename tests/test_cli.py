@@ -4,7 +4,6 @@ suite's real Redis, with real workers and the real local API server."""
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -181,12 +180,6 @@ def test_a_failed_job_makes_wait_exit_non_zero_and_status_gives_the_reason(
     retried = cutout("retry", "--batch", "outside", "--wait", env=env)
     assert "re-queued 1 failed job" in retried.stdout
     assert retried.returncode == 1
-
-
-def test_every_setting_is_documented_in_docs_settings() -> None:
-    page = (Path(__file__).resolve().parents[1] / "docs" / "settings.md").read_text()
-    documented = set(re.findall(r"`CUTOUT_([A-Z0-9_]+)`", page))
-    assert {name.upper() for name in Settings.model_fields} <= documented
 
 
 def test_brackets_in_a_reference_are_shown_as_written(tmp_path: Path) -> None:
