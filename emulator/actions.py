@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from emulator.images import decode_problem, decode_raw_image
 from emulator.retcodes import Refusal, RetCode
 from emulator.state import EmulatorState
-from emulator.tasks import DECODE_ERROR_CODE, TASK_ERROR_CODE, Task, TaskError, new_task_uid
+from emulator.tasks import TASK_ERROR_CODE, Task, TaskError, new_task_uid
 from picpik.errors import InvalidInput
 from picpik.models import (
     ListTasksDetailsRequest,
@@ -74,17 +74,15 @@ async def remove_background(ctx: CallContext) -> dict[str, Any]:
         raise bad_parameter(exc) from exc
     if not ctx.state.ledger(ctx.key).spend_credit():
         raise Refusal(RetCode.NO_CREDITS, "no_credits", f"no credits left for {ctx.key}")
-    # The header was enough to accept (and bill) the call; the whole image is decoded as the
-    # task runs, and one that cannot be decoded ends the task in Error, as the real API does.
-    problem = await run_in_threadpool(decode_problem, image) if ctx.large else (
-        decode_problem(image))
-    error = TaskError(DECODE_ERROR_CODE, f"the image could not be decoded: {problem}") if (
-        problem) else None
-    return {"TaskUID": _start_task(ctx, options, image, error).uid}
+    task = _start_task(ctx, options, image)
+    # The header was enough to accept (and bill) the call; the whole image is decoded while the
+    # task runs, off the call's path, and one that cannot be decoded ends the task in Error, as
+    # the real API does.
+    task.decoding = ctx.state.decode_pool.submit(decode_problem, image)
+    return {"TaskUID": task.uid}
 
 
-def _start_task(ctx: CallContext, options: RemoveBackgroundOptions, image: bytes,
-                error: TaskError | None) -> Task:
+def _start_task(ctx: CallContext, options: RemoveBackgroundOptions, image: bytes) -> Task:
     state, config = ctx.state, ctx.state.config
     # Timing is fixed when the task is accepted: a later config change does not move it.
     now = time.monotonic()
@@ -93,7 +91,7 @@ def _start_task(ctx: CallContext, options: RemoveBackgroundOptions, image: bytes
         key=ctx.key,
         running_at=now + config.queue_s,
         done_at=now + config.queue_s + config.run_s,
-        error=error or (_INJECTED_ERROR if state.dice(config.faults.task_error) else None),
+        error=_INJECTED_ERROR if state.dice(config.faults.task_error) else None,
         options=options,
         image=image,
         malformed=state.dice(config.faults.bad_detail),

@@ -10,6 +10,7 @@ import asyncio
 import secrets
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from picpik.models import RemoveBackgroundOptions
@@ -50,11 +51,22 @@ class Task:
     rendering: asyncio.Future[bytes] | None = None
     gone: bool = False  # expired or evicted: its result is no longer served
     malformed: bool = False  # its ListTasksDetails entry is unreadable (fault bad_detail)
+    # The whole image being decoded, off the call's path: why it cannot be, or None.
+    decoding: Future[str | None] | None = None
 
     def status(self, now: float) -> str:
         if now >= self.done_at:
+            if self.decoding is not None:
+                if not self.decoding.done():
+                    return "Running"  # still being processed, as a busy service would be
+                self._settle_decoding(self.decoding.result())
             return "Error" if self.error else "Finished"
         return "Running" if now >= self.running_at else "Queuing"
+
+    def _settle_decoding(self, problem: str | None) -> None:
+        if problem and self.error is None:
+            self.error = TaskError(DECODE_ERROR_CODE, f"the image could not be decoded: {problem}")
+        self.decoding = None
 
     def stored_bytes(self) -> int:
         return len(self.image or b"") + len(self.png or b"")
@@ -89,7 +101,8 @@ class TaskStore:
     def in_flight(self, key: str, now: float) -> list[str]:
         """TaskUIDs of `key` still Queuing or Running; finished ones are dropped from the index."""
         tasks = self._in_flight.get(key, {})
-        for uid in [uid for uid, task in tasks.items() if now >= task.done_at]:
+        for uid in [uid for uid, task in tasks.items()
+                    if task.status(now) not in ("Queuing", "Running")]:
             del tasks[uid]
         return list(tasks)
 
