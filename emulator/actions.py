@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,8 +79,17 @@ async def remove_background(ctx: CallContext) -> dict[str, Any]:
     # The header was enough to accept (and bill) the call; the whole image is decoded while the
     # task runs, off the call's path, and one that cannot be decoded ends the task in Error, as
     # the real API does.
-    task.decoding = ctx.state.decode_pool.submit(decode_problem, image)
+    if ctx.large:
+        task.decoding = ctx.state.decode_pool.submit(decode_problem, image)
+    else:  # a small image decodes in less time than a hand-over to the thread would take
+        task.decoding = _done(decode_problem(image))
     return {"TaskUID": task.uid}
+
+
+def _done(problem: str | None) -> Future[str | None]:
+    done: Future[str | None] = Future()
+    done.set_result(problem)
+    return done
 
 
 def _start_task(ctx: CallContext, options: RemoveBackgroundOptions, image: bytes) -> Task:
