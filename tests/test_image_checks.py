@@ -6,12 +6,15 @@ image it cannot decode the way the real one would: accepted, then a task that en
 from __future__ import annotations
 
 import base64
+import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
+from PIL import Image
 
 from config import Settings
 from picpik.errors import InvalidInput
@@ -109,6 +112,19 @@ def test_the_local_server_accepts_an_undecodable_image_and_its_task_ends_in_erro
     assert entry["ErrorCode"] == 1002
     assert "could not be decoded" in entry["ErrorMassage"]
     assert emulator.key_stats()["credits_spent"] == 1
+
+
+def test_a_large_undecodable_image_ends_in_error_too(emulator: EmulatorProcess) -> None:
+    # Over 256 kB the server decodes beside the answer, while the task runs.
+    noise = np.random.default_rng(9).integers(0, 256, (500, 500, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, "PNG")
+    raw = "data:image/png;base64," + base64.b64encode(truncated(buffer.getvalue())).decode()
+    assert len(raw) > 256 * 1024
+    emulator.configure(queue_s=0, run_s=0)
+    uid = emulator.call("RemoveBackground", {"RawImage": raw}).json()["TaskUID"]
+    entry = _finished_entry(emulator, uid)
+    assert (entry["Status"], entry["ErrorCode"]) == ("Error", 1002)
 
 
 def test_a_whole_image_still_finishes_and_its_result_downloads(emulator: EmulatorProcess) -> None:
