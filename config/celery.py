@@ -11,7 +11,15 @@ from config.queues import QUEUES, TASK_ROUTES
 from config.settings import Settings
 from config.timing import TimingError, timing_problems
 
-__all__ = ["celery_config"]
+__all__ = ["AMQP_SCHEMES", "celery_config", "is_amqp"]
+
+# Broker URL schemes that mean RabbitMQ (kombu's py-amqp transport); anything else is Redis.
+AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
+
+
+def is_amqp(url: str) -> bool:
+    """Whether this broker URL is a RabbitMQ one."""
+    return url.partition("://")[0].lower() in AMQP_SCHEMES
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -19,19 +27,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     problems = timing_problems(settings)
     if problems:
         raise TimingError("; ".join(problems))
-    transport = {
-        "visibility_timeout": settings.visibility_timeout_s,
-        # Unacked messages of a dead worker come back once their visibility timeout passed;
-        # look for them often enough that the wait is about the timeout, not much more.
-        # kombu scans only on every `throttle`-th tick (default 10): 1 makes the interval the
-        # real period rather than a tenth of it.
-        "unacked_restore_interval": max(1, min(60, settings.visibility_timeout_s // 4)),
-        "unacked_restore_throttle": 1,
-    }
     return {
         "broker_url": settings.broker,
         "result_backend": settings.result_backend,
-        "broker_transport_options": transport,
+        **_broker_options(settings),
         "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
         "broker_connection_retry_on_startup": True,
         # JSON only: a pickle payload from the broker could run code.
@@ -58,8 +57,36 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "task_track_started": True,
-        "task_queues": [Queue(name, routing_key=name) for name in QUEUES],
+        "task_queues": _queues(settings),
         "task_default_queue": "submit",
         "task_routes": TASK_ROUTES,
         "worker_hijack_root_logger": False,
     }
+
+
+def _broker_options(settings: Settings) -> dict[str, Any]:
+    """What only one kind of broker understands (docs/brokers.md)."""
+    if is_amqp(settings.broker):
+        # RabbitMQ gives a dead consumer's unacked messages back as soon as its connection
+        # closes: no visibility timeout to tune. Publisher confirms: a publish returns only
+        # once the broker holds the message, so a job recorded ACCEPTED is not silently lost.
+        return {"broker_transport_options": {"confirm_publish": True}}
+    return {"broker_transport_options": {
+        "visibility_timeout": settings.visibility_timeout_s,
+        # Unacked messages of a dead worker come back once their visibility timeout passed;
+        # look for them often enough that the wait is about the timeout, not much more.
+        # kombu scans only on every `throttle`-th tick (default 10): 1 makes the interval the
+        # real period rather than a tenth of it.
+        "unacked_restore_interval": max(1, min(60, settings.visibility_timeout_s // 4)),
+        "unacked_restore_throttle": 1,
+    }}
+
+
+def _queues(settings: Settings) -> list[Queue]:
+    """Durable queues (Celery's messages are persistent). On RabbitMQ, classic queues, said
+    explicitly so that a vhost whose default queue type is quorum does not turn them into
+    quorum queues: those would need every countdown rounded to whole seconds and a delivery
+    limit above the requeues of a backlog (docs/brokers.md, "Classic, not quorum")."""
+    arguments = {"x-queue-type": "classic"} if is_amqp(settings.broker) else None
+    return [Queue(name, routing_key=name, durable=True, queue_arguments=arguments)
+            for name in QUEUES]

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from emulator.images import decode_raw_image
+from emulator.images import decode_problem, decode_raw_image
 from emulator.retcodes import Refusal, RetCode
 from emulator.state import EmulatorState
-from emulator.tasks import TASK_ERROR_CODE, Task, new_task_uid
+from emulator.tasks import TASK_ERROR_CODE, Task, TaskError, new_task_uid
 from picpik.errors import InvalidInput
 from picpik.models import (
     ListTasksDetailsRequest,
@@ -30,6 +31,7 @@ _OPTION_NAMES = frozenset(
     info.alias for info in RemoveBackgroundOptions.model_fields.values() if info.alias
 )
 _LIST_NAMES = frozenset({"TaskUIDList"})
+_INJECTED_ERROR = TaskError(TASK_ERROR_CODE, "the task failed (injected fault task_error)")
 
 
 @dataclass(slots=True)
@@ -73,7 +75,21 @@ async def remove_background(ctx: CallContext) -> dict[str, Any]:
         raise bad_parameter(exc) from exc
     if not ctx.state.ledger(ctx.key).spend_credit():
         raise Refusal(RetCode.NO_CREDITS, "no_credits", f"no credits left for {ctx.key}")
-    return {"TaskUID": _start_task(ctx, options, image).uid}
+    task = _start_task(ctx, options, image)
+    # The header was enough to accept (and bill) the call; the whole image is decoded while the
+    # task runs, off the call's path, and one that cannot be decoded ends the task in Error, as
+    # the real API does.
+    if ctx.large:
+        task.decoding = ctx.state.decode_pool.submit(decode_problem, image)
+    else:  # a small image decodes in less time than a hand-over to the thread would take
+        task.decoding = _done(decode_problem(image))
+    return {"TaskUID": task.uid}
+
+
+def _done(problem: str | None) -> Future[str | None]:
+    done: Future[str | None] = Future()
+    done.set_result(problem)
+    return done
 
 
 def _start_task(ctx: CallContext, options: RemoveBackgroundOptions, image: bytes) -> Task:
@@ -85,7 +101,7 @@ def _start_task(ctx: CallContext, options: RemoveBackgroundOptions, image: bytes
         key=ctx.key,
         running_at=now + config.queue_s,
         done_at=now + config.queue_s + config.run_s,
-        fails=state.dice(config.faults.task_error),
+        error=_INJECTED_ERROR if state.dice(config.faults.task_error) else None,
         options=options,
         image=image,
         malformed=state.dice(config.faults.bad_detail),
@@ -113,7 +129,7 @@ async def list_tasks_details(ctx: CallContext) -> dict[str, Any]:
 
 def _detail(task: Task, now: float, base_url: str) -> dict[str, Any]:
     status = task.status(now)
-    failed = status == "Error"
+    error = task.error if status == "Error" else None
     return {
         "TaskUID": task.uid,
         "Action": "RemoveBackground",
@@ -121,8 +137,8 @@ def _detail(task: Task, now: float, base_url: str) -> dict[str, Any]:
         "ImgList": [f"{base_url}/results/{task.token}.png"] if status == "Finished" else [],
         "ConsumeApiPoint": 1,
         # An unreadable entry (fault bad_detail) spoils the whole answer for a strict reader.
-        "ErrorCode": "unreadable" if task.malformed else TASK_ERROR_CODE if failed else 0,
-        "ErrorMassage": "the task failed (injected fault task_error)" if failed else "",
+        "ErrorCode": "unreadable" if task.malformed else error.code if error else 0,
+        "ErrorMassage": error.message if error else "",
     }
 
 

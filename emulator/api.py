@@ -13,6 +13,7 @@ import logging
 import math
 import time
 import traceback
+from http import HTTPStatus
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -63,9 +64,20 @@ async def handle_api(request: Request) -> Response:
     if state.dice(state.config.faults.drop_after):  # processed, paid, and the answer lost
         call["outcome"] = "fault_drop_after"
         return await _drop(request, state, call)
+    if state.dice(state.config.faults.status_after):  # processed, paid, a gateway error back
+        call["outcome"] = "fault_status_after"
+        await _finish(state, call)
+        return _gateway_error(state.config.faults.status_after_code)
     await _finish(state, call)
     return Response(json.dumps(answer, separators=(",", ":")), status, headers,
                     media_type="application/json")
+
+
+def _gateway_error(status: int) -> Response:
+    """What a proxy in front of the API answers when it lost the upstream's answer: its own
+    status and a plain-text page, no RetCode."""
+    reason = HTTPStatus(status).phrase
+    return Response(f"{status} {reason}\n".encode(), status, media_type="text/plain")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -19,9 +19,10 @@ from pydantic_settings import (
 
 from config.secret_files import FileSettingsSource
 
-__all__ = ["EmulatorSettings", "parse_key_pairs"]
+__all__ = ["GATEWAY_STATUSES", "EmulatorSettings", "parse_key_pairs"]
 
 Rate = Annotated[float, Field(ge=0, le=1)]
+GATEWAY_STATUSES = frozenset({500, 502, 503, 504})
 
 
 class EmulatorSettings(BaseSettings):
@@ -57,6 +58,10 @@ class EmulatorSettings(BaseSettings):
     fault_slow_s: float = Field(default=0.0, ge=0)
     fault_task_error: Rate = 0.0  # accepted tasks that end in Error
     fault_result_5xx: Rate = 0.0  # result downloads answered HTTP 503
+    # process the call (a submit is paid), then answer fault_status_after_code with a gateway's
+    # plain-text body instead of the API's answer (a proxy that lost the upstream's answer)
+    fault_status_after: Rate = 0.0
+    fault_status_after_code: int = 502
     fault_bad_detail: Rate = 0.0  # accepted tasks whose ListTasksDetails entry is unreadable
     seed: int | None = None  # for the fault dice, to reproduce a run
     # --- resources ---
@@ -100,6 +105,13 @@ class EmulatorSettings(BaseSettings):
     def _throttle_status(cls, value: int) -> int:
         if value not in (200, 429):
             raise ValueError("must be 200 or 429")
+        return value
+
+    @field_validator("fault_status_after_code")
+    @classmethod
+    def _gateway_status(cls, value: int) -> int:
+        if value not in GATEWAY_STATUSES:
+            raise ValueError(f"must be one of {sorted(GATEWAY_STATUSES)}")
         return value
 
     def key_pairs(self) -> dict[str, str]:

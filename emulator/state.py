@@ -22,6 +22,8 @@ class EmulatorState:
     def __init__(self, settings: EmulatorSettings) -> None:
         self.settings = settings
         self.render_pool = ThreadPoolExecutor(settings.render_threads, "render")
+        # Accepted images are decoded here, one at a time, while their tasks run.
+        self.decode_pool = ThreadPoolExecutor(1, "decode")
         self.reset()
 
     def reset(self) -> None:

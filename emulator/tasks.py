@@ -10,13 +10,24 @@ import asyncio
 import secrets
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from picpik.models import RemoveBackgroundOptions
 
-__all__ = ["TASK_ERROR_CODE", "Task", "TaskStore", "new_task_uid"]
+__all__ = ["DECODE_ERROR_CODE", "TASK_ERROR_CODE", "Task", "TaskError", "TaskStore",
+           "new_task_uid"]
 
-TASK_ERROR_CODE = 1001  # ErrorCode of a task that ends in Error
+TASK_ERROR_CODE = 1001  # ErrorCode of a task that ends in Error (the injected fault)
+DECODE_ERROR_CODE = 1002  # ErrorCode of a task whose image could not be decoded
+
+
+@dataclass(frozen=True, slots=True)
+class TaskError:
+    """Why a task ends in Error: its ErrorCode and ErrorMassage."""
+
+    code: int
+    message: str
 
 
 def new_task_uid() -> str:
@@ -32,7 +43,7 @@ class Task:
     key: str
     running_at: float  # monotonic: when it leaves Queuing
     done_at: float  # monotonic: when it leaves Running
-    fails: bool
+    error: TaskError | None  # set: the task ends in Error
     options: RemoveBackgroundOptions
     image: bytes | None  # the input, dropped once rendered or expired
     token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
@@ -40,11 +51,22 @@ class Task:
     rendering: asyncio.Future[bytes] | None = None
     gone: bool = False  # expired or evicted: its result is no longer served
     malformed: bool = False  # its ListTasksDetails entry is unreadable (fault bad_detail)
+    # The whole image being decoded, off the call's path: why it cannot be, or None.
+    decoding: Future[str | None] | None = None
 
     def status(self, now: float) -> str:
         if now >= self.done_at:
-            return "Error" if self.fails else "Finished"
+            if self.decoding is not None:
+                if not self.decoding.done():
+                    return "Running"  # still being processed, as a busy service would be
+                self._settle_decoding(self.decoding.result())
+            return "Error" if self.error else "Finished"
         return "Running" if now >= self.running_at else "Queuing"
+
+    def _settle_decoding(self, problem: str | None) -> None:
+        if problem and self.error is None:
+            self.error = TaskError(DECODE_ERROR_CODE, f"the image could not be decoded: {problem}")
+        self.decoding = None
 
     def stored_bytes(self) -> int:
         return len(self.image or b"") + len(self.png or b"")
@@ -79,7 +101,8 @@ class TaskStore:
     def in_flight(self, key: str, now: float) -> list[str]:
         """TaskUIDs of `key` still Queuing or Running; finished ones are dropped from the index."""
         tasks = self._in_flight.get(key, {})
-        for uid in [uid for uid, task in tasks.items() if now >= task.done_at]:
+        for uid in [uid for uid, task in tasks.items()
+                    if task.status(now) not in ("Queuing", "Running")]:
             del tasks[uid]
         return list(tasks)
 

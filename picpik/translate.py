@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 _MESSAGE_CHARS = 300
+_REFUSAL_BODY_MAX_BYTES = 64 * 1024  # an API refusal is small; a larger 5xx body is not one
 _HEX40 = re.compile(r"\b[0-9a-fA-F]{40}\b")  # anything shaped like a Signature
 _BAD_URL = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
             requests.exceptions.InvalidSchema)
@@ -117,9 +118,30 @@ def status_error(response: requests.Response, what: str, job_id: str | None) -> 
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return Throttled(f"{what}: HTTP 429 throttled", retry_after_s=retry_after, job_id=job_id)
     if status >= 500:
-        # A gateway timeout means a proxy gave up waiting: the API behind it may have acted.
-        return Unavailable(f"{what}: HTTP {status}", maybe_accepted=status == 504, job_id=job_id)
+        # Only a 503 carrying the API's own RetCode says the service turned the call away. A
+        # gateway's 502 or 504 (a proxy that lost the upstream's answer, or gave up waiting for
+        # it), or any 5xx without the API's body, can follow a call the API took and billed.
+        refusal = _api_refusal(response) if status == 503 else None
+        if refusal is not None:
+            return Unavailable(f"{what}: HTTP 503, {refusal}", job_id=job_id)
+        return Unavailable(f"{what}: HTTP {status}", maybe_accepted=True, job_id=job_id)
     return RejectedParameters(f"{what}: HTTP {status}", job_id=job_id)
+
+
+def _api_refusal(response: requests.Response) -> str | None:
+    """`RetCode N: Message` when the body is the API's own answer with a non-zero RetCode."""
+    declared = response.headers.get("Content-Length", "")
+    is_json = response.headers.get("Content-Type", "").startswith("application/json")
+    if not (is_json and declared.isdigit() and int(declared) <= _REFUSAL_BODY_MAX_BYTES):
+        return None
+    try:
+        answer = response.json()
+    except ValueError:
+        return None
+    code = answer.get("RetCode") if isinstance(answer, dict) else None
+    if not isinstance(code, int) or isinstance(code, bool) or code == 0:
+        return None
+    return f"RetCode {code}: {api_message(answer)}"
 
 
 def parse_retry_after(value: str | None) -> float | None:

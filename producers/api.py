@@ -7,14 +7,16 @@ whose first task id is the job id.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
 from celery import Celery
+from kombu.exceptions import OperationalError
 
 from config import Settings, get_settings
 from picpik.errors import InvalidInput
@@ -28,19 +30,25 @@ from tasks.store.records import TERMINAL_STATES, JobRecord, JobState
 from tasks.store.schedule import TickMarker
 
 __all__ = [
+    "ATTEMPT_FIELDS",
     "TERMINAL_STATES",
     "JobRecord",
     "JobState",
     "batch_counts",
     "batch_jobs",
+    "derive_job_ids",
     "enqueue",
     "enqueue_many",
     "get_job",
+    "publish",
     "retry_failed",
     "wait",
 ]
 
 WAIT_POLL_S = 0.25
+# Job ids derived from an idempotency key: uuid5 in cutout's own namespace.
+_KEY_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://cutout.local/job-id")
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 RESULTS_KEPT_S = 23 * 3600  # the API keeps results 24 h; an hour to spare
 
 
@@ -49,12 +57,17 @@ def enqueue(
     *,
     batch: str | None = None,
     output_dir: str | None = None,
+    job_id: str | None = None,
+    idempotency_key: str | None = None,
     settings: Settings | None = None,
     webhook_url: str | None = None,
     **options: Any,
 ) -> str:
-    """Queue one image reference; return its job id. Raises InvalidInput naming a bad option."""
-    return enqueue_many([reference], batch=batch, output_dir=output_dir, settings=settings,
+    """Queue one image reference; return its job id. Raises InvalidInput naming a bad option.
+    `job_id` or `idempotency_key` make a repeat a no-op (see enqueue_many)."""
+    return enqueue_many([reference], batch=batch, output_dir=output_dir,
+                        job_ids=None if job_id is None else [job_id],
+                        idempotency_key=idempotency_key, settings=settings,
                         webhook_url=webhook_url, **options)[0]
 
 
@@ -63,6 +76,8 @@ def enqueue_many(
     *,
     batch: str | None = None,
     output_dir: str | None = None,
+    job_ids: Sequence[str] | None = None,
+    idempotency_key: str | None = None,
     settings: Settings | None = None,
     webhook_url: str | None = None,
     **options: Any,
@@ -71,22 +86,86 @@ def enqueue_many(
     pipelined ledger write); return the job ids in the order of the references.
 
     Options go by API name (Box=...) or Python name (box=...). With webhook_url, each job's
-    end (job.succeeded, job.failed, job.needs_reconciliation) is POSTed there, signed."""
+    end (job.succeeded, job.failed, job.needs_reconciliation) is POSTed there, signed.
+
+    Pass your own `job_ids` (one per reference) or an `idempotency_key` (the ids are then
+    derived from it, uuid5) to make a repeat safe: jobs that exist already are not recorded
+    again, only those still ACCEPTED are published again (a duplicate message costs nothing:
+    the claim), and the same ids come back. A key or id reused for another reference, options,
+    batch, output_dir or webhook_url is refused."""
     s = settings or get_settings()
     params = parse_options(options).to_params()
     refs = list(references)
+    _check_references(refs, batch)
+    if webhook_url is not None:
+        check_webhook_url(webhook_url)
+    ids = _job_ids_for(refs, job_ids, idempotency_key)
+    jobs = list(zip(ids, refs, strict=True))
+    ledger = _ledger(s)
+    where = {"batch": batch, "output_dir": output_dir, "webhook_url": webhook_url}
+    if job_ids is None and idempotency_key is None:
+        ledger.create_many(jobs, params, **where)
+        publish(s, jobs)
+        return ids
+    existing = {r.job_id: r for r in ledger.get_many(ids) if r is not None}
+    field = "job_ids" if job_ids is not None else "idempotency_key"
+    for job_id, ref in jobs:
+        if job_id in existing:
+            _check_repeat(existing[job_id], ref, params, where, field)
+    fresh = [(job_id, ref) for job_id, ref in jobs if job_id not in existing]
+    ledger.create_many(fresh, params, **where)
+    # Jobs still ACCEPTED may never have been published (a producer that died in between).
+    again = [(r.job_id, r.reference) for r in existing.values() if r.state is JobState.ACCEPTED]
+    publish(s, fresh + again)
+    return ids
+
+
+def derive_job_ids(idempotency_key: str, count: int) -> list[str]:
+    """The job ids an idempotency key stands for: uuid5 of the key and each position."""
+    return [str(uuid.uuid5(_KEY_NAMESPACE, f"{idempotency_key}/{i}")) for i in range(count)]
+
+
+def _check_references(refs: list[str], batch: str | None) -> None:
     for ref in refs:
         if not isinstance(ref, str) or not ref.strip():
             raise InvalidInput(f"must be a non-empty string, got {ref!r}", field="reference")
     if batch is not None and (not batch or ":" in batch):
         raise InvalidInput(f"must be a non-empty name without ':', got {batch!r}", field="batch")
-    if webhook_url is not None:
-        check_webhook_url(webhook_url)
-    jobs = [(str(uuid.uuid4()), ref) for ref in refs]
-    _ledger(s).create_many(jobs, params, batch=batch, output_dir=output_dir,
-                           webhook_url=webhook_url)
-    _publish(s, jobs)
-    return [job_id for job_id, _ in jobs]
+
+
+def _job_ids_for(refs: list[str], job_ids: Sequence[str] | None,
+                 idempotency_key: str | None) -> list[str]:
+    if job_ids is not None and idempotency_key is not None:
+        raise InvalidInput("give job_ids or idempotency_key, not both", field="idempotency_key")
+    if idempotency_key is not None:
+        if not isinstance(idempotency_key, str) or not idempotency_key.strip():
+            raise InvalidInput("must be a non-empty string", field="idempotency_key")
+        return derive_job_ids(idempotency_key, len(refs))
+    if job_ids is None:
+        return [str(uuid.uuid4()) for _ in refs]
+    ids = list(job_ids)
+    if len(ids) != len(refs):
+        raise InvalidInput(f"{len(ids)} ids for {len(refs)} references", field="job_ids")
+    if len(set(ids)) != len(ids):
+        raise InvalidInput("the same id is given twice", field="job_ids")
+    for job_id in ids:
+        if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
+            raise InvalidInput(f"{job_id!r} is not a job id (1-128 of A-Z a-z 0-9 . _ : -, "
+                               "starting with a letter or digit)", field="job_ids")
+    return ids
+
+
+def _check_repeat(record: JobRecord, reference: str, params: dict[str, Any],
+                  where: dict[str, str | None], field: str) -> None:
+    """A repeat must ask for the very same job; anything else is a reused key or id."""
+    differs = [name for name, mine, theirs in (
+        ("reference", reference, record.reference), ("options", params, record.options),
+        *((name, value or None, getattr(record, name) or None) for name, value in where.items()),
+    ) if mine != theirs]
+    if differs:
+        raise InvalidInput(f"job {record.job_id} already exists with another "
+                           f"{' and '.join(differs)} (the {field} stand for other jobs); "
+                           "nothing was queued", field=field)
 
 
 def get_job(job_id: str, settings: Settings | None = None) -> JobRecord | None:
@@ -136,7 +215,7 @@ def batch_jobs(batch: str, settings: Settings | None = None) -> list[JobRecord]:
 
 
 # Fields of one attempt, cleared when a job starts over.
-_ATTEMPT_FIELDS = ("finished_at", "task_uid", "call_started_at", "lease_until", "lease_owner",
+ATTEMPT_FIELDS = ("finished_at", "task_uid", "call_started_at", "lease_until", "lease_owner",
                    "submitted_at", "polls", "poll_errors", "poll_cap", "result_paths",
                    "result_urls", "collect_attempts", "api_finished_at")
 
@@ -157,7 +236,7 @@ def retry_failed(batch: str, settings: Settings | None = None) -> list[str]:
             recollected.append(record.job_id)
         elif _start_over(ledger, record):
             again.append((record.job_id, record.reference))
-    _publish(s, again)
+    publish(s, again)
     if recollected:
         ensure_poll_loop(s, TickMarker(ledger.redis))
     return [job_id for job_id, _ in again] + recollected
@@ -181,7 +260,7 @@ def _recollect(ledger: Ledger, record: JobRecord, settings: Settings) -> bool:
 
 def _start_over(ledger: Ledger, record: JobRecord) -> bool:
     done, _ = ledger.transition(record.job_id, [JobState.FAILED], JobState.ACCEPTED,
-                                clear=[*ERROR_FIELDS, *_ATTEMPT_FIELDS])
+                                clear=[*ERROR_FIELDS, *ATTEMPT_FIELDS])
     return done
 
 
@@ -193,13 +272,19 @@ def _read(ledger: Ledger, ids: list[str]) -> dict[str, JobRecord]:
     return {r.job_id: r for r in records if r is not None}
 
 
-def _publish(settings: Settings, jobs: list[tuple[str, str]]) -> None:
+def publish(settings: Settings, jobs: list[tuple[str, str]]) -> None:
     """One connection for the whole list; each message is the submit -> persist chain."""
     if not jobs:
         return
     app = _producer_app(settings)
     with app.connection_for_write() as conn:
-        send_jobs(app, jobs, app.amqp.Producer(conn))
+        refused = conn.connection_errors + conn.channel_errors
+        try:
+            send_jobs(app, jobs, app.amqp.Producer(conn))
+        except refused as exc:
+            # e.g. RabbitMQ refusing the login or the vhost: one kind of error for callers,
+            # as kombu already gives for a broker out of reach.
+            raise OperationalError(f"the broker refused the connection: {exc}") from exc
 
 
 @lru_cache(maxsize=8)

@@ -14,19 +14,27 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from secrets import token_hex
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
 import redis
 from kombu.exceptions import OperationalError
-from rich.console import Console
 from rich.markup import escape
 
 from config import Settings
 from picpik.errors import CutoutError, InvalidInput
+from producers.cli_output import (
+    EXIT_FAILED,
+    EXIT_REFUSED,
+    console,
+    errors,
+    print_failures,
+    refuse,
+)
+from producers.cli_reconcile import reconcile
 from producers.manifest import (
     Entry,
-    group_by_options,
+    group_indexes_by_options,
     option_from_text,
     read_references,
     validate_entries,
@@ -38,16 +46,9 @@ from producers.startup import BadSettings, load_settings
 # settings: each command imports them after load_settings(), so `--help` works whatever the
 # environment and a bad setting is one line (BadSettings), not a traceback.
 if TYPE_CHECKING:
-    from tasks.store.records import JobRecord
+    pass
 
 __all__ = ["main"]
-
-EXIT_FAILED = 1
-EXIT_REFUSED = 2
-
-# soft_wrap: a line stays one line when piped, so scripts can grep it.
-console = Console(soft_wrap=True)
-errors = Console(stderr=True, soft_wrap=True)
 
 # Option (Python name) -> its flag, metavar and help. Values arrive as text and are converted,
 # then validated by picpik.models.parse_options, so every refusal names the API field the same way.
@@ -76,6 +77,7 @@ def cli() -> None:
     """Remove the backgrounds of many images through the RemoveBackground API."""
 
 
+cli.add_command(reconcile)
 cli.add_command(serve)
 
 
@@ -108,7 +110,8 @@ def describe_failure(exc: Exception) -> str:
         # already holds the jobs, and enqueueing them again would make duplicates.
         return (f"cannot reach the broker (CUTOUT_BROKER_URL, by default CUTOUT_REDIS_URL): "
                 f"{str(exc).rstrip('.')}; the jobs recorded so far stay ACCEPTED and the "
-                "workers' sweeper publishes them later (do not enqueue them again)")
+                "workers' sweeper publishes them later (do not enqueue them again, unless "
+                "with the same --idempotency-key)")
     return str(exc)
 
 
@@ -126,6 +129,9 @@ def describe_failure(exc: Exception) -> str:
 @click.option("--wait", is_flag=True, help="Show progress until every job is finished.")
 @click.option("--timeout-s", metavar="S", type=float, default=None,
               help="With --wait: stop waiting after S seconds (exit 1 if jobs are left).")
+@click.option("--idempotency-key", metavar="K", default=None,
+              help="Run again with the same K (and the same images and flags) to queue "
+                   "nothing new: the job ids are derived from K.")
 @click.option("--webhook", metavar="URL", default=None,
               help="POST each job's end (signed, Standard Webhooks) to this http(s) URL.")
 @option_flags
@@ -136,6 +142,7 @@ def enqueue(
     out: Path | None,
     wait: bool,
     timeout_s: float | None,
+    idempotency_key: str | None,
     webhook: str | None,
     **flags: Any,
 ) -> None:
@@ -144,13 +151,14 @@ def enqueue(
     entries = _entries_or_exit(references, manifests)
     jobs = _validated_or_exit(entries, flags)
     if batch is not None and (not batch or ":" in batch):
-        _refuse([f"field batch: must be a non-empty name without ':' (got {batch!r})"])
+        refuse([f"field batch: must be a non-empty name without ':' (got {batch!r})"])
     if webhook is not None:
         _check_webhook_or_exit(webhook)
     batch = batch or f"batch-{datetime.now(UTC):%Y%m%d-%H%M%S}-{token_hex(2)}"
     # Absolute, because workers run elsewhere: a relative path would be their own cwd's.
     out = out.resolve() if out is not None else None
-    job_ids = _enqueue_groups(jobs, batch=batch, out=out, settings=settings, webhook=webhook)
+    job_ids = _enqueue_groups(jobs, batch=batch, out=out, settings=settings,
+                              idempotency_key=idempotency_key, webhook=webhook)
     console.print(f"queued {len(job_ids)} job(s) in batch [bold]{escape(batch)}[/]",
                   highlight=False)
     if wait:
@@ -163,9 +171,9 @@ def _entries_or_exit(references: Sequence[str], manifests: Sequence[Path]) -> li
     try:
         entries = read_references(references, manifests)
     except InvalidInput as exc:
-        _refuse([f"field {exc.field}: {exc.message}"])
+        refuse([f"field {exc.field}: {exc.message}"])
     if not entries:
-        _refuse(["no images found in what was given"])
+        refuse(["no images found in what was given"])
     return entries
 
 
@@ -180,7 +188,7 @@ def _validated_or_exit(
     }
     jobs, refusals = validate_entries(entries, defaults)
     if refusals:
-        _refuse(refusals)
+        refuse(refusals)
     return jobs
 
 
@@ -190,29 +198,35 @@ def _check_webhook_or_exit(url: str) -> None:
     try:
         check_webhook_url(url)
     except InvalidInput as exc:
-        _refuse([f"field {exc.field}: {exc.message}"])
-
-
-def _refuse(reasons: Sequence[str]) -> NoReturn:
-    for reason in reasons:
-        errors.print(f"[red]refused:[/] {escape(reason)}", highlight=False)
-    errors.print("nothing was queued", highlight=False)
-    sys.exit(EXIT_REFUSED)
+        refuse([f"field {exc.field}: {exc.message}"])
 
 
 def _enqueue_groups(
     jobs: Sequence[tuple[str, dict[str, Any]]], *, batch: str, out: Path | None,
-    settings: Settings, webhook: str | None = None,
+    settings: Settings, idempotency_key: str | None = None, webhook: str | None = None,
 ) -> list[str]:
-    """Publish jobs in bulk, one enqueue_many call per distinct set of options."""
+    """Publish jobs in bulk, one enqueue_many call per distinct set of options. With a key,
+    each job's id is derived from the key and its position (api.derive_job_ids), as the
+    Python API derives them, so a repeat queues nothing new."""
     from producers import api
 
-    job_ids: list[str] = []
-    for options, refs in group_by_options(jobs):
-        job_ids += api.enqueue_many(
-            refs, batch=batch, output_dir=str(out) if out else None, settings=settings,
-            webhook_url=webhook, **options
-        )
+    if idempotency_key is not None and not idempotency_key.strip():
+        refuse(["field --idempotency-key: must not be empty"])
+    derived = api.derive_job_ids(idempotency_key, len(jobs)) if idempotency_key else None
+    job_ids: list[str] = [""] * len(jobs)
+    for options, indexes in group_indexes_by_options(jobs):
+        refs = [jobs[i][0] for i in indexes]
+        given = [derived[i] for i in indexes] if derived else None
+        try:
+            ids = api.enqueue_many(refs, batch=batch, output_dir=str(out) if out else None,
+                                   job_ids=given, settings=settings, webhook_url=webhook,
+                                   **options)
+        except InvalidInput as exc:
+            if exc.field != "job_ids":
+                raise
+            refuse([f"field --idempotency-key: {exc.message}"])
+        for i, job_id in zip(indexes, ids, strict=True):
+            job_ids[i] = job_id
     return job_ids
 
 
@@ -222,7 +236,7 @@ def _wait_and_exit(
     from producers.progress import TERMINAL_STATES, wait_with_progress
 
     records = wait_with_progress(job_ids, console=console, settings=settings, timeout_s=timeout_s)
-    _print_failures(list(records.values()))
+    print_failures(list(records.values()))
     states = [str(r.state) for r in records.values()]
     unfinished = len(job_ids) - sum(s in TERMINAL_STATES for s in states)
     if unfinished:
@@ -262,7 +276,7 @@ def status(job_id: str | None, batch: str | None, as_json: bool) -> None:
     for state, n in counts.items():
         console.print(f"  {state:<22} {n}", highlight=False)
     if counts.get("FAILED") or counts.get("NEEDS_RECONCILIATION"):
-        _print_failures(api.batch_jobs(batch, settings=settings), out=console)
+        print_failures(api.batch_jobs(batch, settings=settings), out=console)
 
 
 def _job_status(job_id: str, settings: Settings, as_json: bool) -> None:
@@ -293,18 +307,6 @@ def _job_status(job_id: str, settings: Settings, as_json: bool) -> None:
 
 def _when(unix_s: float) -> str:
     return datetime.fromtimestamp(unix_s, UTC).isoformat(timespec="milliseconds")
-
-
-def _print_failures(records: Sequence[JobRecord], out: Console = errors) -> None:
-    """Each failed job: state, reference, stage/code/field, reason."""
-    for record in records:
-        state = str(record.state)
-        if state in ("FAILED", "NEEDS_RECONCILIATION"):
-            parts = (record.error_stage, record.error_code, record.error_field)
-            where = "/".join(str(x) for x in parts if x)
-            detail = (f"{record.reference}: {where or 'unknown'}: "
-                      f"{record.error_message or 'no reason recorded'}")
-            out.print(f"[red]{state}[/] {escape(detail)}", highlight=False)
 
 
 BATCH = click.option("--batch", metavar="NAME", required=True, help="The batch name.")

@@ -27,6 +27,7 @@ __all__ = [
     "MANIFEST_EXTENSIONS",
     "Entry",
     "group_by_options",
+    "group_indexes_by_options",
     "read_manifest",
     "read_references",
     "validate_entries",
@@ -238,8 +239,14 @@ def validate_entries(
 
 def group_by_options(jobs: Sequence[Job]) -> list[tuple[dict[str, Any], list[str]]]:
     """Jobs that share the same options together (one bulk publish each), in first-seen order."""
-    groups: dict[str, tuple[dict[str, Any], list[str]]] = {}
-    for reference, options in jobs:
+    return [(options, [jobs[i][0] for i in indexes])
+            for options, indexes in group_indexes_by_options(jobs)]
+
+
+def group_indexes_by_options(jobs: Sequence[Job]) -> list[tuple[dict[str, Any], list[int]]]:
+    """The same groups as group_by_options, as positions in `jobs`."""
+    groups: dict[str, tuple[dict[str, Any], list[int]]] = {}
+    for i, (_, options) in enumerate(jobs):
         key = json.dumps(options, sort_keys=True, default=list)
-        groups.setdefault(key, (options, []))[1].append(reference)
+        groups.setdefault(key, (options, []))[1].append(i)
     return list(groups.values())

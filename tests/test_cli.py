@@ -149,6 +149,23 @@ def test_enqueue_and_wait_ends_with_every_cutout_and_exit_zero(
     assert emulator.key_stats()["calls"]["RemoveBackground"]["ok"] == 3
 
 
+def test_enqueue_run_again_with_the_same_idempotency_key_pays_once_per_image(
+    env: dict[str, str], tmp_path: Path, images: list[Path], emulator: EmulatorProcess,
+    workers: list[WorkerProcess],
+) -> None:
+    args = ["enqueue", *map(str, images), "--batch", "idem", "--out", str(tmp_path / "out"),
+            "--idempotency-key", "nightly-2024-06-01", "--wait"]
+    first = cutout(*args, env=env)
+    again = cutout(*args, env=env)  # a cron job that runs twice, or a retry after a timeout
+    assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr
+    assert "queued 3 job(s)" in again.stdout
+    assert batch_counts("idem", env) == {**ALL_ZERO, "SUCCEEDED": 3}
+    assert emulator.key_stats()["calls"]["RemoveBackground"] == {"ok": 3}
+    reused = cutout("enqueue", str(images[0]), "--batch", "idem", "--idempotency-key",
+                    "nightly-2024-06-01", env=env)
+    assert reused.returncode == 2 and "--idempotency-key" in reused.stderr
+
+
 def test_a_failed_job_makes_wait_exit_non_zero_and_status_gives_the_reason(
     env: dict[str, str], tmp_path: Path, images: list[Path], emulator: EmulatorProcess,
     workers: list[WorkerProcess],

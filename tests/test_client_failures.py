@@ -68,6 +68,32 @@ def test_a_5xx_answer_is_unavailable_and_not_accepted(emulator: EmulatorProcess)
     assert caught.value.maybe_accepted is False
 
 
+# Which 5xx may follow a call the API took (docs/client.md, "HTTP 5xx"): a gateway's 502 or 504
+# (a proxy lost the upstream's answer), or any 5xx that is not the API's own refusal; only a 503
+# carrying the API's RetCode says the service turned the call away.
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_a_gateway_error_after_the_api_took_the_call_may_have_been_accepted(
+        emulator: EmulatorProcess, status: int) -> None:
+    emulator.configure(faults={"status_after": 1.0, "status_after_code": status})
+    with client_for(emulator) as client, pytest.raises(Unavailable) as caught:
+        client.remove_background(png(), "image/png", {}, UUID)
+    assert caught.value.maybe_accepted is True
+    assert f"HTTP {status}" in caught.value.message
+    (call,) = emulator.calls(action="RemoveBackground")
+    assert call["outcome"] == "fault_status_after" and call["task_uid"]  # taken, and paid
+    assert emulator.key_stats()["credits_spent"] == 1
+
+
+def test_a_503_with_the_apis_own_retcode_is_a_refusal_surely_not_accepted(
+        emulator: EmulatorProcess) -> None:
+    emulator.configure(faults={"error_5xx": 1.0})
+    with client_for(emulator) as client, pytest.raises(Unavailable) as caught:
+        client.remove_background(png(), "image/png", {}, UUID)
+    assert caught.value.maybe_accepted is False
+    assert "RetCode 503" in caught.value.message
+    assert emulator.key_stats()["credits_spent"] == 0
+
+
 def test_an_answer_slower_than_the_read_timeout_is_a_timeout_that_may_have_been_accepted(
     emulator: EmulatorProcess,
 ) -> None:
@@ -115,6 +141,10 @@ SCRIPTS = {
     "answers not JSON": (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", 0.0, Unavailable),
     "is a gateway timeout": (b"HTTP/1.1 504 Gateway Timeout\r\nContent-Length: 0\r\n\r\n", 0.0,
                              Unavailable),
+    "is a bad gateway": (b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n", 0.0,
+                         Unavailable),
+    "is a proxy's bare 503": (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n",
+                              0.0, Unavailable),
 }
 
 

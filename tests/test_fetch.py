@@ -1,19 +1,16 @@
 """Untrusted input stays outside: files only under the root, URLs only to public addresses
 (or an explicit allow-list), redirects re-checked, byte/time/format/pixel caps. Plus the pure
-helpers the stages use: output names, storage, backoff."""
+helpers the stages use: output names, backoff (the output store: tests/test_outputs.py)."""
 
 from __future__ import annotations
 
 import io
 import ipaddress
-import os
 import random
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from PIL import Image
 
 from config import Settings
@@ -21,8 +18,9 @@ from picpik.errors import InvalidInput, Unavailable
 from tasks.inputs.fetch import fetch, reference_name
 from tasks.inputs.images import inspect_image
 from tasks.inputs.netguard import Allowance, is_public
-from tasks.outputs.storage import OutputStore, output_names
+from tasks.outputs.storage import output_names
 from tasks.stages.backoff import poll_delay, retry_delay
+from tests.support.addresses import PRIVATE_ADDRESSES, PUBLIC_ADDRESSES
 from tests.support.workers import ImageServer, write_pngs
 
 
@@ -111,15 +109,12 @@ def test_an_unresolvable_host_is_refused(root: Path) -> None:
     assert "cannot resolve" in refused("http://no-such-host.invalid/a.png", settings(root))
 
 
-@pytest.mark.parametrize("address", [
-    "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
-    "0.0.0.0", "::1", "fe80::1", "fc00::1", "::ffff:127.0.0.1", "64:ff9b::7f00:1",
-    "2002:7f00:1::", "224.0.0.1", "198.18.0.1"])
+@pytest.mark.parametrize("address", PRIVATE_ADDRESSES)
 def test_private_and_special_addresses_are_not_public(address: str) -> None:
     assert not is_public(ipaddress.ip_address(address))
 
 
-@pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "2001:4860:4860::8888"])
+@pytest.mark.parametrize("address", PUBLIC_ADDRESSES)
 def test_ordinary_internet_addresses_are_public(address: str) -> None:
     assert is_public(ipaddress.ip_address(address))
 
@@ -157,33 +152,6 @@ def test_outputs_are_named_after_the_input() -> None:
     assert reference_name("/data/cat.webp") == "cat"
     assert output_names("photo", 1, only_mask=False) == ["photo.png"]
     assert output_names("photo", 2, only_mask=True) == ["photo.mask.png", "photo-2.mask.png"]
-
-
-def test_a_job_never_overwrites_another_jobs_output_but_rewrites_its_own(
-        redis_url: str, tmp_path: Path) -> None:
-    store = OutputStore(redis.Redis.from_url(redis_url, decode_responses=True))
-    (tmp_path / "user.png").write_bytes(b"theirs")
-    first = store.save(tmp_path, "job-a", ["photo.png"], [b"A"])
-    second = store.save(tmp_path, "job-b", ["photo.png"], [b"B"])
-    again = store.save(tmp_path, "job-a", ["photo.png"], [b"A2"])
-    foreign = store.save(tmp_path, "job-c", ["user.png"], [b"C"])
-    assert first == again == [str(tmp_path / "photo.png")]
-    assert second == [str(tmp_path / "photo_2.png")]
-    assert foreign == [str(tmp_path / "user_2.png")]
-    assert (tmp_path / "photo.png").read_bytes() == b"A2"
-    assert (tmp_path / "photo_2.png").read_bytes() == b"B"
-    assert (tmp_path / "user.png").read_bytes() == b"theirs"
-
-
-def test_outputs_are_readable_by_others_as_the_umask_allows(
-        redis_url: str, tmp_path: Path) -> None:
-    store = OutputStore(redis.Redis.from_url(redis_url, decode_responses=True))
-    old = os.umask(0o027)
-    try:
-        [path] = store.save(tmp_path, "job-a", ["photo.png"], [b"A"])
-    finally:
-        os.umask(old)
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
 
 
 def test_retry_delays_grow_exponentially_with_jitter_and_stay_under_the_cap() -> None:

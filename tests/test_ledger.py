@@ -15,7 +15,14 @@ from tasks.stages.runtime import Runtime
 from tasks.stages.submit import give_up
 from tasks.stages.sweep import sweep
 from tasks.store.claims import claim
-from tasks.store.ledger import EVENTS_STREAM, OPEN_JOBS, POLL_SCHEDULE, Ledger, redis_now
+from tasks.store.ledger import (
+    EVENTS_STREAM,
+    OPEN_JOBS,
+    POLL_SCHEDULE,
+    RECONCILE_JOBS,
+    Ledger,
+    redis_now,
+)
 from tasks.store.records import JobRecord, JobState
 from tasks.store.schedule import DueSchedule, TickMarker
 
@@ -197,6 +204,17 @@ def test_open_jobs_are_indexed_until_they_end(ledger: Ledger) -> None:
     ledger.transition("a", [JobState.ACCEPTED], JobState.SUBMITTING)
     ledger.fail("b", [JobState.ACCEPTED], "fetch", "invalid_input", "bad")
     assert ledger.redis.zrange(OPEN_JOBS, 0, -1) == ["a"]
+
+
+def test_jobs_needing_reconciliation_are_indexed_until_they_leave_that_state(
+        ledger: Ledger) -> None:
+    ledger.create("j1", "a.png", {})
+    ledger.fail("j1", [JobState.ACCEPTED], "submit", "unknown_outcome", "answer lost",
+                to=JobState.NEEDS_RECONCILIATION)
+    assert ledger.redis.zrange(RECONCILE_JOBS, 0, -1) == ["j1"]
+    ledger.transition("j1", [JobState.NEEDS_RECONCILIATION], JobState.SUBMITTED,
+                      fields={"task_uid": "t1"})
+    assert ledger.redis.zrange(RECONCILE_JOBS, 0, -1) == []
 
 
 def test_the_sweeper_resubmits_only_jobs_that_lost_their_message(redis_url: str) -> None:

@@ -14,7 +14,7 @@ from PIL import Image
 
 from picpik.errors import InvalidInput
 from producers import api
-from producers.api import _producer_app, _publish
+from producers.api import _producer_app, publish
 from tasks.store.ledger import Ledger
 from tasks.store.records import JobState
 from tests.support.emulator_server import EmulatorProcess, emulator, emulator_process
@@ -77,8 +77,8 @@ def test_duplicate_messages_for_the_same_jobs_lead_to_one_api_call_each(
     files = write_pngs(pipeline.inputs / "dup", 20, prefix="dup")
     ids = api.enqueue_many([str(p) for p in files], batch="dup", settings=pipeline.settings)
     jobs = list(zip(ids, [str(p) for p in files], strict=True))
-    _publish(pipeline.settings, jobs)  # the same messages again, twice, on purpose
-    _publish(pipeline.settings, jobs)
+    publish(pipeline.settings, jobs)  # the same messages again, twice, on purpose
+    publish(pipeline.settings, jobs)
     records = api.wait(ids, timeout_s=60, settings=pipeline.settings)
     assert {r.state for r in records.values()} == {JobState.SUCCEEDED}
     paid = Counter(c["request_uuid"] for c in emulator.calls(action="RemoveBackground"))
@@ -86,6 +86,24 @@ def test_duplicate_messages_for_the_same_jobs_lead_to_one_api_call_each(
     assert len(_events(ledger, "job.submitted", set(ids))) == 20
     assert len(_events(ledger, "job.succeeded", set(ids))) == 20
     assert all(len(r.result_paths) == 1 for r in records.values())
+
+
+def test_a_producer_repeating_enqueue_with_its_idempotency_key_pays_once_per_job(
+        pipeline: Pipeline, emulator: EmulatorProcess) -> None:
+    s = pipeline.settings
+    refs = [str(p) for p in write_pngs(pipeline.inputs / "idem", 10, prefix="idem")]
+    ids = api.enqueue_many(refs, batch="idem", idempotency_key="import-9", settings=s)
+    # The producer saw an error (a timeout, say) and sends the same request again, twice:
+    # once while the jobs run, once after they finished.
+    assert api.enqueue_many(refs, batch="idem", idempotency_key="import-9", settings=s) == ids
+    records = api.wait(ids, timeout_s=60, settings=s)
+    assert api.enqueue_many(refs, batch="idem", idempotency_key="import-9", settings=s) == ids
+    own = api.enqueue_many(refs[:2], batch="idem", job_ids=ids[:2], settings=s)
+    assert own == ids[:2]
+    assert {r.state for r in records.values()} == {JobState.SUCCEEDED}
+    paid = Counter(c["request_uuid"] for c in emulator.calls(action="RemoveBackground"))
+    assert paid == dict.fromkeys(ids, 1)
+    assert api.batch_counts("idem", settings=s) == {"SUCCEEDED": 10}
 
 
 def test_bad_inputs_fail_with_stage_field_and_reason_and_the_worker_keeps_working(

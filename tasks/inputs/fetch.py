@@ -12,7 +12,7 @@ import ssl
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
 from config import Settings
 from picpik.errors import InvalidInput, Unavailable
@@ -26,11 +26,14 @@ CHUNK = 64 * 1024
 
 def fetch(reference: str, settings: Settings) -> bytes:
     """The bytes of the referenced image, within the byte and time caps of the settings."""
-    scheme = urlsplit(reference).scheme.lower()
+    try:
+        scheme = urlsplit(reference).scheme.lower()
+    except ValueError as exc:  # an unclosed IPv6 bracket
+        raise InvalidInput(f"not a valid URL: {exc}", field="reference") from exc
     if scheme in ("http", "https"):
         return _fetch_url(reference, settings)
     if scheme == "file":
-        return _read_file(unquote(urlsplit(reference).path), settings)
+        return _read_file(_file_url_path(reference), settings)
     if scheme and len(scheme) > 1:  # one letter would be a Windows drive
         raise InvalidInput(f"scheme {scheme!r} is not allowed (http, https or a file path)",
                            field="reference")
@@ -44,6 +47,15 @@ def reference_name(reference: str) -> str:
     return Path(path).stem
 
 
+def _file_url_path(url: str) -> str:
+    """The local path of a file:// URL; a URL naming another host is not a local file."""
+    split = urlsplit(url)
+    if split.netloc not in ("", "localhost"):
+        raise InvalidInput(f"a file URL must name a local file (file:///path), not host "
+                           f"{split.netloc!r}", field="reference")
+    return unquote(split.path)
+
+
 def _read_file(path_text: str, settings: Settings) -> bytes:
     root = settings.files_root.resolve()
     given = Path(path_text)
@@ -51,8 +63,8 @@ def _read_file(path_text: str, settings: Settings) -> bytes:
         path = (given if given.is_absolute() else root / given).resolve(strict=True)
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise InvalidInput(f"no such file: {path_text}", field="reference") from exc
-    except (OSError, RuntimeError) as exc:  # symlink loops, permissions
-        raise InvalidInput(f"cannot open {path_text}: {exc}", field="reference") from exc
+    except (OSError, RuntimeError, ValueError) as exc:  # loops, permissions, a NUL byte
+        raise InvalidInput(f"cannot open {path_text!r}: {exc}", field="reference") from exc
     if not path.is_relative_to(root):
         raise InvalidInput(f"{path_text} is outside the files root {root} "
                            "(CUTOUT_FILES_ROOT)", field="reference")
@@ -82,6 +94,27 @@ def _fetch_url(url: str, settings: Settings) -> bytes:
         finally:
             conn.close()
     raise InvalidInput(f"more than {MAX_REDIRECTS} redirects", field="reference")
+
+
+def _checked_url(url: str, field: str = "reference") -> tuple[SplitResult, str, int]:
+    """The URL's parts, host and port, if it is one we may fetch (the first URL and every
+    redirect)."""
+    if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in url):
+        # urlsplit would silently drop a CR or LF: refuse instead of fetching something else.
+        raise InvalidInput("a URL with spaces or control characters (percent-encode them)",
+                           field=field)
+    try:
+        split = urlsplit(url)
+        host, port = split.hostname, split.port
+    except ValueError as exc:  # an unclosed IPv6 bracket, a port out of range
+        raise InvalidInput(f"not a valid URL: {exc}", field=field) from exc
+    if split.scheme.lower() not in ("http", "https") or not host:
+        raise InvalidInput(f"not an http(s) URL: {url[:200]}", field=field)
+    if "@" in split.netloc:
+        # Never sent (we do not authenticate to image hosts), and never echoed back either.
+        raise InvalidInput("a URL with credentials (user:password@) is refused",
+                           field=field)
+    return split, host, port or (443 if split.scheme.lower() == "https" else 80)
 
 
 class _PinnedHTTP(http.client.HTTPConnection):
@@ -116,19 +149,15 @@ def open_guarded(method: str, url: str, allowance: Allowance, deadline: float, *
     """One request (no redirect followed) to an address the guard checked, connected to that
     very address; the caller reads the response and closes the connection. Refusals name
     `field` (InvalidInput); a connection or protocol failure is Unavailable."""
-    split = urlsplit(url)
-    if split.scheme.lower() not in ("http", "https") or not split.hostname:
-        raise InvalidInput(f"not an http(s) URL: {url}", field=field)
-    https = split.scheme.lower() == "https"
-    port = split.port or (443 if https else 80)
+    split, host, port = _checked_url(url, field)
     try:
-        address = resolve_checked(split.hostname, port, allowance)
+        address = resolve_checked(host, port, allowance)
     except InvalidInput as exc:
         exc.field = field
         raise
     timeout = max(0.1, deadline - time.monotonic())
-    cls = _PinnedHTTPS if https else _PinnedHTTP
-    conn = cls(split.hostname, port, address, timeout)
+    cls = _PinnedHTTPS if split.scheme.lower() == "https" else _PinnedHTTP
+    conn = cls(host, port, address, timeout)
     target = (split.path or "/") + (f"?{split.query}" if split.query else "")
     try:
         conn.request(method, target, body=body, headers=dict(headers or {}))

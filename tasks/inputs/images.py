@@ -1,4 +1,6 @@
-"""Checks on an image's bytes before anything decodes its pixels: format, size, pixel count."""
+"""Checks on an image's bytes: first the header (format, size, pixel count: nothing decoded),
+then, once the caps hold, one cheap full decode (a truncated or corrupt file never costs a call).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +13,11 @@ from PIL import Image, UnidentifiedImageError
 from config import Settings
 from picpik.errors import InvalidInput
 
-__all__ = ["ImageInfo", "inspect_image"]
+__all__ = ["ImageInfo", "check_decodes", "inspect_image"]
+
+# A JPEG is decoded at 1/8 scale: every entropy-coded block is still read (so truncation and
+# broken data show), but the inverse DCT and the pixels cost a fraction of a full decode.
+JPEG_DRAFT_SCALE = 8
 
 
 @dataclass(frozen=True)
@@ -34,10 +40,11 @@ def inspect_image(data: bytes, settings: Settings) -> ImageInfo:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=formats) as image:
                 fmt, (width, height) = str(image.format), image.size
-    except (UnidentifiedImageError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
-        raise InvalidInput(f"not an image in an allowed format ({', '.join(formats)})",
-                           field="reference") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InvalidInput(f"a decompression bomb: {exc}", field="reference") from exc
+    except UnidentifiedImageError as exc:
+        what = "an empty file" if not data else "not an image in an allowed format"
+        raise InvalidInput(f"{what} ({', '.join(formats)})", field="reference") from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise InvalidInput(f"unreadable image: {exc}", field="reference") from exc
     if width * height > settings.max_image_pixels:
@@ -46,3 +53,19 @@ def inspect_image(data: bytes, settings: Settings) -> ImageInfo:
     if fmt == "MPO":  # a JPEG with extra frames (many phone photos): the API gets a JPEG
         fmt = "JPEG"
     return ImageInfo(fmt, Image.MIME.get(fmt, "application/octet-stream"), width, height)
+
+
+def check_decodes(data: bytes, info: ImageInfo) -> None:
+    """Decode the whole image once (a JPEG at reduced scale), after inspect_image's caps held:
+    a file whose header is fine but whose data is cut short or broken is refused here, before
+    any call, instead of being paid for and failing at the API. Memory is bounded by the pixel
+    cap (a JPEG needs 1/64 of it)."""
+    try:
+        with Image.open(io.BytesIO(data), formats=[info.format, "MPO"]) as image:
+            if image.format in ("JPEG", "MPO"):
+                image.draft(image.mode, (max(1, image.width // JPEG_DRAFT_SCALE),
+                                         max(1, image.height // JPEG_DRAFT_SCALE)))
+            image.load()
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        raise InvalidInput(f"{info.format} image cannot be decoded: {exc}",
+                           field="reference") from exc

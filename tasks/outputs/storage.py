@@ -1,7 +1,12 @@
 """The output store: a directory, files named after the input, never another job's file.
 
-A name is claimed in Redis (SET NX) before it is written, so two jobs on two machines sharing
-one directory cannot take the same name; a job that runs again reuses its own names.
+A name is claimed on the filesystem itself: the final name is created with O_CREAT|O_EXCL, which
+only one process can win, on whichever machine and under whichever mount path, and which follows
+the filesystem's own case rules (on a case-insensitive share photo.png and Photo.png are one
+name). The picture is then written beside it and renamed over the claimed name. Which files are
+a job's own (so that a job collected again rewrites them, and nothing else) is recorded in Redis
+by the files' identity (inode, size, modification time), which is the same through every mount
+path, never by a path.
 """
 
 from __future__ import annotations
@@ -15,9 +20,15 @@ import redis
 
 __all__ = ["OutputStore", "output_names"]
 
-# Name claims expire (the keys would otherwise grow forever); an expired claim is still safe:
-# the file then exists, so another job takes the next free name rather than overwrite it.
-CLAIM_TTL_S = 30 * 24 * 3600
+# A job's record of its own files expires (the keys would otherwise grow forever); results are
+# collected within the API's 24 h, so a month is plenty. After expiry the files are foreign.
+OWNED_TTL_S = 30 * 24 * 3600
+MAX_VARIANTS = 10_000
+
+
+def owned_key(job_id: str) -> str:
+    """Hash: output name -> identities (space-separated) of the files this job wrote there."""
+    return f"cutout:outputs:{job_id}"
 
 
 def output_names(stem: str, count: int, *, only_mask: bool) -> list[str]:
@@ -39,25 +50,57 @@ class OutputStore:
         directory.mkdir(parents=True, exist_ok=True)
         paths = []
         for name, data in zip(names, images, strict=True):
-            path = self._claim(directory.resolve(), name, job_id)
-            _write_atomically(path, data)
+            path = self._claim(directory.absolute(), name, job_id)
+            tmp = _write_beside(path, data)
+            try:
+                # Recorded before the rename: a crash after it still finds the file ours.
+                self._remember(job_id, path.name, _identity(os.stat(tmp)))
+                os.replace(tmp, path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
             paths.append(str(path))
         return paths
 
     def _claim(self, directory: Path, name: str, job_id: str) -> Path:
-        """The first of photo.png, photo_2.png, photo_3.png... that is free or already
-        this job's (a job that runs again overwrites only its own files)."""
+        """The first of photo.png, photo_2.png, photo_3.png... that this job creates now, or
+        that holds a file this job wrote before (a job that runs again rewrites only its own)."""
+        owned: dict[str, str] = self.redis.hgetall(owned_key(job_id))  # type: ignore[assignment]
         base, ext = _split(name)
-        for n in range(1, 10_000):
+        for n in range(1, MAX_VARIANTS):
             candidate = directory / (name if n == 1 else f"{base}_{n}{ext}")
-            key = f"cutout:output:{candidate}"
-            if self.redis.set(key, job_id, nx=True, ex=CLAIM_TTL_S):
-                if not candidate.exists():
+            try:
+                fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                if _is_ours(candidate, owned.get(candidate.name, "")):
                     return candidate
-                self.redis.set(key, "", ex=CLAIM_TTL_S)  # a file cutout did not write
-            elif self.redis.get(key) == job_id:
-                return candidate
+                continue
+            try:
+                self._remember(job_id, candidate.name, _identity(os.fstat(fd)))
+            finally:
+                os.close(fd)
+            return candidate
         raise RuntimeError(f"no free output name for {name} in {directory}")
+
+    def _remember(self, job_id: str, name: str, identity: str) -> None:
+        key = owned_key(job_id)
+        known = str(self.redis.hget(key, name) or "").split()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(key, name, " ".join([*known[-3:], identity]))
+        pipe.expire(key, OWNED_TTL_S)
+        pipe.execute()
+
+
+def _identity(st: os.stat_result) -> str:
+    """What tells one file from another through any mount path: inode, size, mtime."""
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _is_ours(path: Path, identities: str) -> bool:
+    try:
+        return _identity(os.stat(path)) in identities.split()
+    except FileNotFoundError:
+        return False
 
 
 def _split(name: str) -> tuple[str, str]:
@@ -68,15 +111,16 @@ def _split(name: str) -> tuple[str, str]:
     return (stem, dot + ext) if dot else (name, "")
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file then rename, so readers never see half an image. The file
-    is created 0666 less the umask (mkstemp's 0600 would hide cutouts from other users)."""
+def _write_beside(path: Path, data: bytes) -> Path:
+    """The picture in a temporary file next to `path`, to be renamed over it, so readers never
+    see half an image. Created 0666 less the umask (mkstemp's 0600 would hide cutouts from
+    other users)."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return tmp

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 from picpik.errors import InvalidInput, PermanentError, RetryableError, Throttled
 from picpik.models import RemoveBackgroundOptions, parse_options
-from tasks.inputs.fetch import fetch
-from tasks.inputs.images import inspect_image
+from tasks.inputs.intake import load_image
 from tasks.limits.limiter import TokenWait
 from tasks.stages.failpoints import failpoint
 from tasks.stages.runtime import Runtime
@@ -88,9 +87,8 @@ def _attempt(rt: Runtime, record: JobRecord, owner: str) -> SubmitOutcome:
 def prepare(rt: Runtime, record: JobRecord) -> tuple[bytes, str, RemoveBackgroundOptions]:
     """The image's bytes, MIME type and the checked options (the Box inside the image)."""
     options = parse_options(record.options)
-    image = fetch(record.reference, rt.settings)
-    info = inspect_image(image, rt.settings)
-    options.check_box_inside(info.width, info.height)
+    # Fetched, within the caps, decoded once, the Box inside it; errors name the reference.
+    image, info = load_image(record.reference, rt.settings, options)
     return image, info.mime, options
 
 

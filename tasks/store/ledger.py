@@ -15,7 +15,7 @@ import redis
 from tasks.store.records import JobRecord, JobState
 
 __all__ = ["COLLECT_SCHEDULE", "ERROR_FIELDS", "EVENTS_STREAM", "LEASES", "OPEN_JOBS",
-           "POLL_SCHEDULE", "STATE_COUNTS", "Ledger", "job_key", "redis_now"]
+           "POLL_SCHEDULE", "RECONCILE_JOBS", "STATE_COUNTS", "Ledger", "job_key", "redis_now"]
 
 PREFIX = "cutout"
 EVENTS_STREAM = f"{PREFIX}:events"
@@ -28,6 +28,8 @@ COLLECT_SCHEDULE = f"{PREFIX}:collect:due"
 # Sorted set of the jobs not yet in a terminal state, by the time of their last change: the
 # sweeper's index of jobs that may have lost their message.
 OPEN_JOBS = f"{PREFIX}:open"
+# Sorted set of the jobs in NEEDS_RECONCILIATION, by when they got there (`cutout reconcile`).
+RECONCILE_JOBS = f"{PREFIX}:reconcile"
 # Hash: state -> number of jobs in it, over every job (batch or not), kept by every script
 # that changes a state; what `cutout serve`'s metrics report.
 STATE_COUNTS = f"{PREFIX}:counts"
@@ -103,6 +105,11 @@ if ARGV[2] == 'ACCEPTED' or ARGV[2] == 'SUBMITTING' or ARGV[2] == 'SUBMITTED' th
   redis.call('ZADD', KEYS[3], now, id)
 else
   redis.call('ZREM', KEYS[3], id)
+end
+if ARGV[2] == 'NEEDS_RECONCILIATION' then
+  redis.call('ZADD', 'cutout:reconcile', now, id)
+elseif state == 'NEEDS_RECONCILIATION' then
+  redis.call('ZREM', 'cutout:reconcile', id)
 end
 if state ~= ARGV[2] then
   redis.call('HINCRBY', 'cutout:counts', state, -1)

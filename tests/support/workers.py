@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from config import Settings
+from tests.support.image_server import ImageServer
 
 __all__ = ["ImageServer", "Pipeline", "WorkerProcess", "pipeline_overrides",
            "pipeline_running", "pipeline_settings", "running_workers", "settings_env",
@@ -151,76 +152,6 @@ def pipeline_overrides(redis_url: str, api_base_url: str, public_key: str, priva
     }
     base.update(more)
     return base
-
-
-class ImageServer:
-    """A tiny threaded HTTP server on loopback serving files from a directory, plus a few
-    routes for the fetch tests: /redirect?to=URL, /endless (no length, never ends),
-    /slow (one byte a second)."""
-
-    def __init__(self, directory: Path) -> None:
-        import http.server
-        import socket
-        import threading
-        from urllib.parse import parse_qs, urlsplit
-
-        root = directory
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                split = urlsplit(self.path)
-                if split.path == "/redirect":
-                    self.send_response(302)
-                    self.send_header("Location", parse_qs(split.query)["to"][0])
-                    self.end_headers()
-                elif split.path in ("/endless", "/slow"):
-                    self.send_response(200)
-                    self.end_headers()
-                    with contextlib.suppress(OSError):  # the client hangs up: the point
-                        for _ in range(10_000):
-                            self.wfile.write(b"x" * (1 if split.path == "/slow" else 65536))
-                            self.wfile.flush()
-                            if split.path == "/slow":
-                                time.sleep(1)
-                else:
-                    self._file(root / split.path.lstrip("/"))
-
-            def _file(self, path: Path) -> None:
-                if not path.is_file():
-                    self.send_error(404)
-                    return
-                data = path.read_bytes()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        class Server(http.server.ThreadingHTTPServer):
-            daemon_threads = True
-
-            def server_bind(self) -> None:
-                # Without TCP_NODELAY every kept-alive answer waits ~40 ms (STACK-NOTES).
-                self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                super().server_bind()
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> ImageServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def write_pngs(directory: Path, count: int, size: tuple[int, int] = (64, 48),
