@@ -55,13 +55,41 @@ def _check_paid_once(records: dict[str, JobRecord], emulator: EmulatorProcess) -
     return flagged
 
 
-def test_killed_workers_then_a_redis_crash_lose_no_job_and_pay_none_twice(
+def _broker(request: pytest.FixtureRequest, broker: str, redis_url: str) -> str:
+    url: str = redis_url if broker == "redis" else request.getfixturevalue("rabbitmq_url")
+    return url
+
+
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
+def test_one_of_three_workers_killed_loses_no_job_and_pays_none_twice(
+        broker: str, request: pytest.FixtureRequest, redis_url: str,
         emulator: EmulatorProcess, tmp_path: Path) -> None:
+    emulator.configure(queue_s=0.5, run_s=1.0, faults={"slow_rate": 0.3, "slow_s": 1.0})
+    with pipeline_running(redis_url, emulator, tmp_path, count=3, concurrency=4,
+                          broker_url=_broker(request, broker, redis_url), **FAST) as pipeline:
+        files = write_pngs(pipeline.inputs, 40)
+        ids = api.enqueue_many([str(p) for p in files], settings=pipeline.settings)
+        _until(lambda: len(emulator.calls(action="RemoveBackground")) >= 10)
+        pipeline.workers[0].kill()
+        killed = time.monotonic()
+        records = api.wait(ids, timeout_s=90, settings=pipeline.settings)
+        took = time.monotonic() - killed
+    assert all(r.terminal for r in records.values())
+    flagged = _check_paid_once(records, emulator)
+    print(f"\n{broker}: 1 of 3 workers killed: {len(records)} jobs, 0 lost, {len(flagged)} "
+          f"flagged; all terminal {took:.0f} s after the kill")
+
+
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
+def test_killed_workers_then_a_redis_crash_lose_no_job_and_pay_none_twice(
+        broker: str, request: pytest.FixtureRequest, emulator: EmulatorProcess,
+        tmp_path: Path) -> None:
     emulator.configure(queue_s=0.5, run_s=1.0, faults={"slow_rate": 0.3, "slow_s": 1.0})
     server = RedisServer(directory=tmp_path, appendfsync="always")
     server.start()
     try:
         with pipeline_running(server.url, emulator, tmp_path, count=3, concurrency=4,
+                              broker_url=_broker(request, broker, server.url),
                               **FAST) as pipeline:
             files = write_pngs(pipeline.inputs, 60)
             ids = api.enqueue_many([str(p) for p in files], settings=pipeline.settings)
@@ -79,7 +107,8 @@ def test_killed_workers_then_a_redis_crash_lose_no_job_and_pay_none_twice(
     assert all(r.terminal for r in records.values()), Counter(str(r.state)
                                                               for r in records.values())
     flagged = _check_paid_once(records, emulator)
-    print(f"\n3 workers and Redis killed: {len(records)} jobs, 0 lost, {len(flagged)} flagged, "
+    print(f"\n{broker}: 3 workers and Redis killed: {len(records)} jobs, 0 lost, "
+          f"{len(flagged)} flagged, "
           f"{sum(emulator.paid_by_job().values())} paid; all terminal {took:.0f} s after "
           "the last fault")
 
