@@ -90,7 +90,10 @@ def _poll_failed(rt: Runtime, records: list[JobRecord], exc: CutoutError,
     if isinstance(exc, Throttled):
         rt.limiter.throttled(exc.retry_after_s)
     suspect = isinstance(exc, PermanentError | MalformedAnswer)
-    log.warning("ListTasksDetails for %d tasks failed (%s)", len(records), exc)
+    # A throttle, a 5xx or a timeout is asked again by itself (INFO); an answer the client
+    # cannot read or that refuses the call is worth an operator's look.
+    log.log(logging.WARNING if suspect else logging.INFO,
+            "ListTasksDetails for %d tasks failed (%s)", len(records), exc)
     later = []
     for record in records:
         if _past_deadline(rt, record):
