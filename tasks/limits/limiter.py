@@ -33,7 +33,7 @@ from tasks.store.ledger import redis_now
 __all__ = ["Grant", "Limiter", "TokenWait", "call_lease_s"]
 
 IN_FLIGHT_LEASE_S = 60.0  # the shortest an in-flight slot is held before it frees itself
-SLOT_RECHECK_S = 0.01  # how often a caller without a free in-flight slot looks again
+SLOT_RECHECK_S = 0.02  # how often a caller without a free in-flight slot looks again
 LATENESS_KEPT = 500  # the recent samples the headroom follows
 LATENESS_EVERY = 10  # the headroom is recomputed every this many samples
 LATENESS_NEEDED = 50  # samples before the measured headroom replaces CUTOUT_RATE_HEADROOM
