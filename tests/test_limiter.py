@@ -227,3 +227,19 @@ def test_burst_and_headroom_settings_that_could_break_the_limit_are_refused() ->
     with pytest.raises(ValidationError, match="rate_headroom"):
         Settings(rate_headroom=0.01, rate_headroom_min=0.02)
     assert Settings(rate_limit=8, rate_burst=4).rate_burst == 4
+
+
+def test_a_caller_that_prepares_first_leaves_at_its_start_and_its_lateness_is_recorded(
+        redis_url: str) -> None:
+    limiter = make(redis_url, rate_limit=4)
+    for _ in range(2):
+        with limiter.call(max_wait_s=5, leave=False) as grant:
+            assert grant.late_s is None  # the body runs at once, to prepare its request...
+            grant.leave()  # ...and waits for the start right before sending it
+            assert redis_now(limiter.redis) >= grant.start - 0.005
+            assert grant.late_s is not None and grant.late_s >= 0
+    assert limiter.redis.llen(limiter.lateness_key) == 2
+    with limiter.call(max_wait_s=5, leave=False):
+        pass  # never left (its request was not sent): no lateness to learn from
+    assert limiter.redis.llen(limiter.lateness_key) == 2
+    assert limiter.redis.zcard(limiter.inflight_key) == 0

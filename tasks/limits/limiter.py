@@ -59,10 +59,19 @@ class TokenWait(RetryableError):
 
 @dataclass
 class Grant:
-    """One call's token: its start on Redis's clock and how late the caller left against it."""
+    """One call's token: its start on Redis's clock (and on this process's, the latest local
+    time the clock estimate allows, so a caller is never early) and how late it left."""
 
     start: float
-    late_s: float = 0.0
+    start_local: float = 0.0
+    late_s: float | None = None  # None until the caller left
+
+    def leave(self) -> None:
+        """Sleep to the start, then note how late this is: call it right before the request
+        goes out (after any work the call needs, so that work is not lateness)."""
+        if self.late_s is None:
+            time.sleep(max(0.0, self.start_local - time.time()))
+            self.late_s = max(0.0, time.time() - self.start_local)
 
 
 class Limiter:
@@ -112,7 +121,7 @@ class Limiter:
     def token(self, max_wait_s: float) -> Grant:
         """Take a token (no in-flight slot) and return it with its start on Redis's clock."""
         delay, now = self._token(max_wait_s, True)
-        return Grant(start=now + delay)
+        return Grant(start=now + delay, start_local=self._clock.local(now + delay))
 
     def _token(self, max_wait_s: float, take: bool) -> tuple[float, float]:
         sent = time.time()
@@ -154,26 +163,28 @@ class Limiter:
                 LATENESS_MARGIN, s.rate_headroom_min, s.rate_headroom_max]
 
     @contextmanager
-    def call(self, max_wait_s: float, lease_s: float | None = None) -> Iterator[Grant]:
+    def call(self, max_wait_s: float, lease_s: float | None = None, *,
+             leave: bool = True) -> Iterator[Grant]:
         """Take an in-flight slot and a token starting within max_wait_s (else TokenWait),
-        sleep to the start, then run the body: one API call. The slot is held for at most
-        lease_s, which is also the longest wait for one (by default a minute, longer when the
-        call may take longer). Yields the Grant: its start and how late the body began."""
+        then run the body: one API call. With leave=True the body runs at the token's start;
+        with leave=False it runs at once and must call `grant.leave()` right before its
+        request goes out (the API client's `before_send`), so that the work it does first
+        (durable writes, signing) happens while it waits instead of making it late. The slot
+        is held for at most lease_s, which is also the longest wait for one (by default a
+        minute, longer when the call may take longer)."""
         if lease_s is None:
             lease_s = max(IN_FLIGHT_LEASE_S, call_lease_s(self.settings))
         lease = uuid.uuid4().hex
         grant = self._acquire_slot_and_token(max_wait_s, lease, lease_s)
         try:
-            # The start is a time on Redis's clock, shared by every process: a process held up
-            # after the answer still leaves at its start, not a moment later than its neighbours.
-            start_local = self._clock.local(grant.start)
-            time.sleep(max(0.0, start_local - time.time()))
-            grant.late_s = max(0.0, time.time() - start_local)
+            if leave:
+                grant.leave()
             yield grant
         finally:
             pipe = self.redis.pipeline(transaction=False)
-            self._record(keys=[self.lateness_key, self.state_key],
-                         args=self._lateness_args(grant.late_s), client=pipe)
+            if grant.late_s is not None:
+                self._record(keys=[self.lateness_key, self.state_key],
+                             args=self._lateness_args(grant.late_s), client=pipe)
             pipe.zrem(self.inflight_key, lease)
             pipe.execute()
 
@@ -187,7 +198,10 @@ class Limiter:
                                                args=args)
             self._clock.observe(sent, float(now), time.time())
             if int(status) == 1:
-                return Grant(start=float(now) + float(value))
+                # A time on Redis's clock, shared by every process: a process held up after
+                # the answer still leaves at its start, not a moment later than its neighbours.
+                start = float(now) + float(value)
+                return Grant(start=start, start_local=self._clock.local(start))
             if int(status) == 0:
                 raise TokenWait(float(value))
             # No free slot: nothing was taken. Calls in flight end within their timeout.
