@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     # start, more on a loaded machine, and that lateness must not push any window above L.
     # The limiter measures it and keeps the headroom just above its recent p99, within
     # [_MIN, _MAX]; CUTOUT_RATE_HEADROOM is the headroom until enough calls were measured.
-    rate_headroom_min: float = Field(default=0.02, gt=0, lt=1)
+    rate_headroom_min: float = Field(default=0.03, gt=0, lt=1)
     rate_headroom_max: float = Field(default=0.3, gt=0, lt=1)
     rate_headroom: float = Field(default=0.07, gt=0, lt=1)
     max_in_flight: int = Field(default=8, ge=1)
