@@ -28,7 +28,7 @@ StrList = Annotated[tuple[str, ...], NoDecode]
 SecretList = Annotated[tuple[SecretStr, ...], NoDecode]
 
 # Where CUTOUT_FAILPOINT may stop a worker (tests only; tasks/stages/failpoints.py).
-FAILPOINTS = ("after_claim", "after_call_started", "before_task_uid_write",
+FAILPOINTS = ("after_claim", "after_call_started", "after_sent_mark", "before_task_uid_write",
               "after_task_uid_write", "before_ack")
 
 REDIS_SCHEMES = ("redis", "rediss")
@@ -87,8 +87,7 @@ class Settings(BaseSettings):
     # pool, so a slow download never holds a process the rate-limited stages need).
     collect_threads: int = Field(default=4, ge=1, le=64)
     # Test only: "<point>[:<times>]" makes a worker process SIGKILL itself at that point
-    # (after_claim, after_call_started, before_task_uid_write, after_task_uid_write,
-    # before_ack), the first <times> times (default 1) any process reaches it.
+    # (one of FAILPOINTS), the first <times> times (default 1) any process reaches it.
     failpoint: str = ""
 
     # --- the global rate limiter ---

@@ -215,9 +215,9 @@ def batch_jobs(batch: str, settings: Settings | None = None) -> list[JobRecord]:
 
 
 # Fields of one attempt, cleared when a job starts over.
-ATTEMPT_FIELDS = ("finished_at", "task_uid", "call_started_at", "lease_until", "lease_owner",
-                   "submitted_at", "polls", "poll_errors", "poll_cap", "result_paths",
-                   "result_urls", "collect_attempts", "api_finished_at")
+ATTEMPT_FIELDS = ("finished_at", "task_uid", "call_started_at", "call_run_id", "call_sent_at",
+                   "lease_until", "lease_owner", "submitted_at", "polls", "poll_errors", "poll_cap",
+                   "result_paths", "result_urls", "collect_attempts", "api_finished_at")
 
 
 def retry_failed(batch: str, settings: Settings | None = None) -> list[str]:

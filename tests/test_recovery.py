@@ -115,7 +115,8 @@ def test_killed_workers_then_a_redis_crash_lose_no_job_and_pay_none_twice(
 
 @pytest.mark.parametrize(("point", "flagged", "paid"), [
     ("after_claim", 0, 1),  # nothing was sent: the job is claimed again once the lease lapses
-    ("after_call_started", 1, 0),  # the start is on record, the call never left: flagged
+    ("after_call_started", 0, 1),  # the start is on record, never marked sent: claimed again
+    ("after_sent_mark", 1, 0),  # marked sent, killed just before it left: flagged, never paid
     ("before_task_uid_write", 1, 1),  # paid, the answer lost with the process: flagged
     ("after_task_uid_write", 0, 1),  # the TaskUID is on record: the next delivery persists it
     ("before_ack", 0, 1),  # all done but the ack: the next delivery changes nothing
@@ -133,7 +134,7 @@ def test_a_process_killed_at_a_failpoint_loses_no_job_and_pays_none_twice(
     found = _check_paid_once(records, emulator)
     assert len(found) == flagged
     assert all(emulator.paid_by_job()[j] == paid for j in found)
-    if point == "after_call_started":
+    if point == "after_sent_mark":
         (job,) = found
         assert records[job].error_code == "unknown_outcome"
 

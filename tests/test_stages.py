@@ -1,6 +1,7 @@
 """The stages' own rules, called directly on the suite's Redis and the real local API server
 (no worker): stale messages change nothing, a poisoned poll batch ends, collect errors end,
-a job that failed at collect is collected again without paying, and the durability check."""
+a job that failed at collect is collected again without paying, the durability check, and
+when a lapsed claim whose call started may be claimed again."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from tasks.stages.collect import collect_due, collect_job
 from tasks.stages.poll import poll_batch
 from tasks.stages.runtime import Runtime
 from tasks.stages.submit import persist_job
+from tasks.store.claims import ClaimLost, begin_call, claim, mark_sent
 from tasks.store.durability import durability_of
-from tasks.store.ledger import job_key
+from tasks.store.ledger import Ledger, job_key
 from tasks.store.records import JobState
 from tests.support.emulator_server import EmulatorProcess, emulator, emulator_process, image_bytes
 from tests.support.redis_server import RedisServer
@@ -159,3 +161,30 @@ def test_durability_is_guaranteed_only_by_appendfsync_always_on_this_redis(
             server.kill()
         assert found.guaranteed is guaranteed or found.waitaof  # WAITAOF on 7.2+
         assert (found.warning() is None) is found.guaranteed
+
+
+@pytest.mark.parametrize(("fsync", "after_restart"), [("always", "claimed"),
+                                                      ("everysec", "unknown")])
+def test_a_start_never_sent_is_claimed_again_unless_sent_or_the_mark_may_be_lost(
+        fsync: str, after_restart: str, tmp_path: Path) -> None:
+    server = RedisServer(directory=tmp_path, appendfsync=fsync)
+    server.start()
+    try:
+        ledger = Ledger(redis.Redis(port=server.port, decode_responses=True))
+        durable = durability_of(ledger.redis)
+        never_sent, sent, restarted = "never-sent", "sent", "restarted"
+        for job_id in (never_sent, sent, restarted):
+            ledger.create(job_id, f"/in/{job_id}.png", {})
+            assert claim(ledger, job_id, lease_s=0.05, owner="a").verdict == "claimed"
+            assert begin_call(ledger, job_id, "a", durable)
+        mark_sent(ledger, sent, "a")
+        time.sleep(0.1)  # every lease lapses: the owner "died"
+        assert claim(ledger, never_sent, lease_s=5, owner="b").verdict == "claimed"
+        with pytest.raises(ClaimLost):  # "a" woke up late: its request must not leave
+            mark_sent(ledger, never_sent, "a")
+        assert claim(ledger, sent, lease_s=5, owner="b").verdict == "unknown"
+        # The AOF keeps the start (durable); a mark is on disk too only with `always`.
+        server.restart()
+        assert claim(ledger, restarted, lease_s=5, owner="b").verdict == after_restart
+    finally:
+        server.kill()

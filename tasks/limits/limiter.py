@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -66,11 +66,14 @@ class Grant:
     start_local: float = 0.0
     late_s: float | None = None  # None until the caller left
 
-    def leave(self) -> None:
-        """Sleep to the start, then note how late this is: call it right before the request
-        goes out (after any work the call needs, so that work is not lateness)."""
+    def leave(self, then: Callable[[], None] | None = None) -> None:
+        """Sleep to the start, run `then` (a last write the request must wait for), then note
+        how late this is: call it right before the request goes out (after any work the call
+        needs, so that work is not lateness)."""
         if self.late_s is None:
             time.sleep(max(0.0, self.start_local - time.time()))
+            if then is not None:
+                then()
             self.late_s = max(0.0, time.time() - self.start_local)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from picpik.errors import InvalidInput, PermanentError, RetryableError, Throttled
@@ -17,7 +18,7 @@ from tasks.limits.limiter import TokenWait
 from tasks.stages.failpoints import failpoint
 from tasks.stages.runtime import Runtime
 from tasks.stages.shutdown import stop_signals_deferred
-from tasks.store.claims import begin_call, claim
+from tasks.store.claims import ClaimLost, begin_call, claim, mark_sent
 from tasks.store.ledger import ERROR_FIELDS
 from tasks.store.records import JobRecord, JobState
 
@@ -97,15 +98,19 @@ def _call(rt: Runtime, job_id: str, owner: str, image: bytes, mime: str,
     # From the recorded start of the call to its recorded TaskUID, a stop signal waits: a
     # process stopped in between would leave a paid call without its answer. The start's
     # durable write and the signing happen while the token's start comes; the request leaves
-    # at it (before_send).
+    # at it (before_send), right after it is marked sent: a process killed before that mark
+    # never sent its request, and the job is claimed again instead of flagged.
     with stop_signals_deferred(), rt.limiter.call(TOKEN_WAIT_S, leave=False) as grant:
         if not begin_call(rt.ledger, job_id, owner, rt.durability):
             # Our lease ran out while this process stalled and another attempt took the job.
             return SubmitOutcome(job_id, retry_in_s=LOST_CLAIM_RECHECK_S)
         failpoint(rt.settings, rt.redis, "after_call_started")
         try:
-            answer = rt.client.remove_background(image, mime, options, request_uuid=job_id,
-                                                 before_send=grant.leave)
+            answer = rt.client.remove_background(
+                image, mime, options, request_uuid=job_id,
+                before_send=lambda: grant.leave(then=_marking_sent(rt, job_id, owner)))
+        except ClaimLost:
+            return SubmitOutcome(job_id, retry_in_s=LOST_CLAIM_RECHECK_S)
         except Throttled as exc:
             rt.limiter.throttled(exc.retry_after_s)
             _release(rt, job_id, owner)
@@ -124,6 +129,14 @@ def _call(rt: Runtime, job_id: str, owner: str, image: bytes, mime: str,
                         job_id, answer.task_uid, job_id, answer.task_uid)
     failpoint(rt.settings, rt.redis, "after_task_uid_write")
     return SubmitOutcome(job_id, task_uid=answer.task_uid)
+
+
+def _marking_sent(rt: Runtime, job_id: str, owner: str) -> Callable[[], None]:
+    """The last step before the request leaves: mark it sent (ClaimLost: send nothing)."""
+    def mark() -> None:
+        mark_sent(rt.ledger, job_id, owner)
+        failpoint(rt.settings, rt.redis, "after_sent_mark")
+    return mark
 
 
 def _call_failed(rt: Runtime, job_id: str, owner: str, exc: RetryableError) -> SubmitOutcome:
@@ -161,7 +174,8 @@ def give_up(rt: Runtime, job_id: str, stage: str, exc: RetryableError, retries: 
 def _release(rt: Runtime, job_id: str, owner: str) -> None:
     """Hand the claim back: the API did not take the call, a later attempt may."""
     rt.ledger.transition(job_id, [JobState.SUBMITTING], JobState.ACCEPTED,
-                         clear=["lease_until", "lease_owner", "call_started_at"],
+                         clear=["lease_until", "lease_owner", "call_started_at", "call_run_id",
+                                "call_sent_at"],
                          expect={"lease_owner": owner})
 
 

@@ -7,6 +7,13 @@ an owner (one per attempt) and a short lease that its process renews while it li
 (`tasks/store/leases.py`), so a dead worker's claims free within seconds. The call itself
 starts only through `begin_call`, which checks that the claim is still this owner's: a process
 that stalled past its lease, while another took the job, cannot pay a second time.
+
+`begin_call` is recorded (durably) before the call waits for its limiter start; `mark_sent`
+right before the request leaves. A claim whose lease lapsed after `begin_call` but before
+`mark_sent` was never sent, and is claimed again instead of flagged, provided the mark could
+not have been lost: Redis writes every acknowledged write to disk (`appendfsync always`), or
+it is the same Redis run that recorded the start (same `run_id`). Otherwise (everysec with
+WAITAOF, restarted since) the job is flagged as before.
 """
 
 from __future__ import annotations
@@ -14,11 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from picpik.errors import CutoutError
 from tasks.store.durability import Durability
 from tasks.store.ledger import LEASES, OPEN_JOBS, Ledger, job_key
 from tasks.store.records import JobState
 
-__all__ = ["Claim", "begin_call", "claim"]
+__all__ = ["Claim", "ClaimLost", "begin_call", "claim", "mark_sent"]
 
 Verdict = Literal["claimed", "persist", "busy", "unknown", "done", "missing"]
 
@@ -26,15 +34,24 @@ Verdict = Literal["claimed", "persist", "busy", "unknown", "done", "missing"]
 # Returns {verdict, detail}: claimed; persist (TaskUID known); busy (seconds left on another
 # worker's lease); unknown (a call started, its lease ran out, no TaskUID); done (state);
 # missing.
-_CLAIM = """
+_RUN_ID = """
+local function run_id()
+  return string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+end
+"""
+
+_CLAIM = _RUN_ID + """
 local f = redis.call('HMGET', KEYS[1], 'state', 'lease_until', 'call_started_at', 'task_uid',
-                     'batch')
+                     'batch', 'call_sent_at', 'call_run_id')
 local state = f[1]
 if not state then return {'missing', ''} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local lease = tonumber(f[2]) or 0
-local started = f[3] and f[3] ~= ''
+-- A start never marked sent, recorded by this very Redis run (or by a Redis that writes every
+-- mark to disk before acknowledging it, '*'): the request never left.
+local run = f[7] or ''
+local started = f[3] and f[3] ~= '' and ((f[6] and f[6] ~= '') or (run ~= '*' and run ~= run_id()))
 local uid = f[4] or ''
 if state == 'SUBMITTED' or (state == 'SUBMITTING' and uid ~= '') then return {'persist', uid} end
 if state == 'SUBMITTING' and lease >= now then
@@ -47,6 +64,7 @@ redis.call('HSET', KEYS[1], 'state', 'SUBMITTING', 'updated_at', string.format('
            'lease_until', string.format('%.6f', now + tonumber(ARGV[1])),
            'lease_owner', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HDEL', KEYS[1], 'call_started_at', 'call_run_id', 'call_sent_at')
 redis.call('ZADD', KEYS[2], now, id)
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[1]), id)
 if state ~= 'SUBMITTING' then
@@ -61,16 +79,37 @@ end
 return {'claimed', ''}
 """
 
-# KEYS: job hash. ARGV: owner. Marks the call as started (the proof that a crash from here on
-# may have been paid for) if the claim is still this owner's and no call started yet.
-_BEGIN_CALL = """
+# KEYS: job hash. ARGV: owner, 1 when every acknowledged write is on disk (then a `mark_sent`
+# survives a restart too, and the run is recorded as '*', any). Marks the call as started (the
+# proof that a crash from here on may have been paid for) if the claim is still this owner's
+# and no call started yet.
+_BEGIN_CALL = _RUN_ID + """
 local f = redis.call('HMGET', KEYS[1], 'state', 'lease_owner', 'call_started_at')
 if f[1] ~= 'SUBMITTING' or f[2] ~= ARGV[1] or (f[3] and f[3] ~= '') then return 0 end
 local t = redis.call('TIME')
 redis.call('HSET', KEYS[1], 'call_started_at',
+           string.format('%.6f', tonumber(t[1]) + tonumber(t[2]) / 1000000),
+           'call_run_id', ARGV[2] == '1' and '*' or run_id())
+return 1
+"""
+
+# KEYS: job hash. ARGV: owner. The request leaves now (needs no durability: a Redis that
+# restarts changes its run_id, and the claim then treats the call as possibly sent).
+_MARK_SENT = """
+local f = redis.call('HMGET', KEYS[1], 'state', 'lease_owner', 'call_started_at')
+if f[1] ~= 'SUBMITTING' or f[2] ~= ARGV[1] or not f[3] or f[3] == '' then return 0 end
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[1], 'call_sent_at',
            string.format('%.6f', tonumber(t[1]) + tonumber(t[2]) / 1000000))
 return 1
 """
+
+
+class ClaimLost(CutoutError):
+    """This attempt's claim was taken over before its request left (the process stalled past
+    its lease): the request must not be sent."""
+
+    code = "claim_lost"
 
 
 @dataclass(frozen=True)
@@ -99,6 +138,14 @@ def begin_call(ledger: Ledger, job_id: str, owner: str, durability: Durability) 
     server can promise it); False when the claim is no longer owner's."""
     script = ledger.redis.register_script(_BEGIN_CALL)
     pipe = ledger.redis.pipeline(transaction=False)  # one connection: WAITAOF covers the write
-    script(keys=[job_key(job_id)], args=[owner], client=pipe)
+    script(keys=[job_key(job_id)], args=[owner, int(durability.fsync_always)], client=pipe)
     durability.wait_on(pipe)
     return bool(pipe.execute()[0])
+
+
+def mark_sent(ledger: Ledger, job_id: str, owner: str) -> None:
+    """Record that owner's request leaves now; raises ClaimLost (send nothing) when the claim
+    is no longer owner's."""
+    script = ledger.redis.register_script(_MARK_SENT)
+    if not script(keys=[job_key(job_id)], args=[owner]):
+        raise ClaimLost("the claim was taken over before the request left", job_id=job_id)
