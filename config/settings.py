@@ -125,6 +125,13 @@ class Settings(BaseSettings):
     # --- output ---
     output_dir: Path = Path("cutouts")
 
+    # --- cost controls (docs/costs.md) ---
+    # How long the same-cutout index remembers a job (its files on disk are checked before a
+    # reuse, so this may outlive the API's 24 h; it matches the output store's own records).
+    dedupe_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
+    # A job whose twin is still in flight looks again this often (no call meanwhile).
+    dedupe_wait_s: float = Field(default=2.0, gt=0)
+
     # --- `cutout serve`: the HTTP intake ---
     # Bearer tokens the service accepts (comma-separated); it refuses to start without one
     # unless bound to 127.0.0.1 with --insecure-local.

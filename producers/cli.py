@@ -134,6 +134,8 @@ def describe_failure(exc: Exception) -> str:
                    "nothing new: the job ids are derived from K.")
 @click.option("--webhook", metavar="URL", default=None,
               help="POST each job's end (signed, Standard Webhooks) to this http(s) URL.")
+@click.option("--force", is_flag=True,
+              help="Pay for every image, even one cut out before with the same options.")
 @option_flags
 def enqueue(
     references: tuple[str, ...],
@@ -144,6 +146,7 @@ def enqueue(
     timeout_s: float | None,
     idempotency_key: str | None,
     webhook: str | None,
+    force: bool,
     **flags: Any,
 ) -> None:
     """Queue images (files, folders, http/https URLs, manifests) for background removal."""
@@ -158,7 +161,7 @@ def enqueue(
     # Absolute, because workers run elsewhere: a relative path would be their own cwd's.
     out = out.resolve() if out is not None else None
     job_ids = _enqueue_groups(jobs, batch=batch, out=out, settings=settings,
-                              idempotency_key=idempotency_key, webhook=webhook)
+                              idempotency_key=idempotency_key, webhook=webhook, force=force)
     console.print(f"queued {len(job_ids)} job(s) in batch [bold]{escape(batch)}[/]",
                   highlight=False)
     if wait:
@@ -204,6 +207,7 @@ def _check_webhook_or_exit(url: str) -> None:
 def _enqueue_groups(
     jobs: Sequence[tuple[str, dict[str, Any]]], *, batch: str, out: Path | None,
     settings: Settings, idempotency_key: str | None = None, webhook: str | None = None,
+    force: bool = False,
 ) -> list[str]:
     """Publish jobs in bulk, one enqueue_many call per distinct set of options. With a key,
     each job's id is derived from the key and its position (api.derive_job_ids), as the
@@ -220,6 +224,7 @@ def _enqueue_groups(
         try:
             ids = api.enqueue_many(refs, batch=batch, output_dir=str(out) if out else None,
                                    job_ids=given, settings=settings, webhook_url=webhook,
+                                   force=force,
                                    **options)
         except InvalidInput as exc:
             if exc.field != "job_ids":
@@ -275,8 +280,12 @@ def status(job_id: str | None, batch: str | None, as_json: bool) -> None:
     console.print(f"batch [bold]{escape(batch)}[/]: {total} job(s)", highlight=False)
     for state, n in counts.items():
         console.print(f"  {state:<22} {n}", highlight=False)
+    jobs = api.batch_jobs(batch, settings=settings)
+    reused = sum(1 for job in jobs if job.reused_from)
+    if reused:
+        console.print(f"  {'(reused, no call)':<22} {reused}", highlight=False)
     if counts.get("FAILED") or counts.get("NEEDS_RECONCILIATION"):
-        print_failures(api.batch_jobs(batch, settings=settings), out=console)
+        print_failures(jobs, out=console)
 
 
 def _job_status(job_id: str, settings: Settings, as_json: bool) -> None:

@@ -36,6 +36,8 @@ class JobsRequest(BaseModel):
         "or snake-case name (erode_size)")
     webhook_url: str | None = Field(None, max_length=MAX_TEXT,
                                     description="where each finished job's event is POSTed")
+    force: bool = Field(False, description="pay for every image even when the same cutout "
+                        "(same bytes, same options) was made before (docs/costs.md)")
 
 
 class JobRef(BaseModel):

@@ -15,6 +15,7 @@ from picpik.models import RemoveBackgroundOptions, parse_options
 from tasks.inputs.intake import load_image
 from tasks.limits.limiter import TokenWait
 from tasks.stages.failpoints import failpoint
+from tasks.stages.reuse import Gate, dedupe_gate
 from tasks.stages.runtime import Runtime
 from tasks.stages.shutdown import stop_signals_deferred
 from tasks.store.claims import begin_call, claim
@@ -77,6 +78,11 @@ def _attempt(rt: Runtime, record: JobRecord, owner: str) -> SubmitOutcome:
     except RetryableError:
         _release(rt, job_id, owner)
         raise
+    gate = dedupe_gate(rt, record, owner, image, options)  # the same cutout: never paid twice
+    if gate is Gate.REUSED:
+        return SubmitOutcome(job_id, state=JobState.SUCCEEDED)
+    if gate is Gate.WAIT:
+        return SubmitOutcome(job_id, retry_in_s=rt.settings.dedupe_wait_s)
     try:
         return _call(rt, job_id, owner, image, mime, options)
     except TokenWait as exc:

@@ -171,22 +171,26 @@ class Ledger:
         batch: str | None = None,
         output_dir: str | None = None,
         webhook_url: str | None = None,
+        force: bool = False,
     ) -> bool:
         """Record a new job as ACCEPTED; False (and no change) if the id already exists."""
         return bool(self._create_args(self.redis, job_id, reference, options, batch, output_dir,
-                                      webhook_url))
+                                      webhook_url, force))
 
     def create_many(self, jobs: Iterable[tuple[str, str]], options: Mapping[str, Any],
                     *, batch: str | None = None, output_dir: str | None = None,
-                    webhook_url: str | None = None) -> None:
-        """Record many (job_id, reference) pairs in one round trip."""
+                    webhook_url: str | None = None, force: bool = False) -> None:
+        """Record many (job_id, reference) pairs in one round trip. `force`: the jobs pay
+        even for a cutout made before (no reuse, docs/costs.md)."""
         pipe = self.redis.pipeline(transaction=False)
         for job_id, reference in jobs:
-            self._create_args(pipe, job_id, reference, options, batch, output_dir, webhook_url)
+            self._create_args(pipe, job_id, reference, options, batch, output_dir, webhook_url,
+                              force)
         pipe.execute()
 
     def _create_args(self, target: Any, job_id: str, reference: str, options: Mapping[str, Any],
-                     batch: str | None, output_dir: str | None, webhook_url: str | None) -> Any:
+                     batch: str | None, output_dir: str | None, webhook_url: str | None,
+                     force: bool = False) -> Any:
         now = f"{time.time():.6f}"
         fields = {
             "job_id": job_id, "reference": reference, "options": json.dumps(dict(options)),
@@ -195,6 +199,8 @@ class Ledger:
         }
         if webhook_url:
             fields["webhook_url"] = webhook_url
+        if force:
+            fields["force"] = "1"
         flat = [item for pair in fields.items() for item in pair]
         set_key = batch_key(batch) if batch else ""
         counts = batch_counts_key(batch) if batch else ""

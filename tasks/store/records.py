@@ -70,6 +70,10 @@ class JobRecord:
     # Webhooks), and every delivery attempt so far, oldest first.
     webhook_url: str | None = None
     webhook_attempts: list[dict[str, Any]] = field(default_factory=list)
+    # Cost controls: pay even for a cutout made before (no reuse), and the job whose cutout
+    # this one reused instead of calling the API.
+    force: bool = False
+    reused_from: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -108,6 +112,8 @@ class JobRecord:
             api_finished_at=_float(raw, "api_finished_at"),
             webhook_url=raw.get("webhook_url") or None,
             webhook_attempts=json.loads(raw.get("webhook_attempts") or "[]"),
+            force=raw.get("force") == "1",
+            reused_from=raw.get("reused_from") or None,
         )
 
     def to_dict(self) -> dict[str, Any]:
