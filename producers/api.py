@@ -186,7 +186,8 @@ def wait(
     settings: Settings | None = None,
 ) -> dict[str, JobRecord]:
     """Block until every job is terminal (SUCCEEDED, FAILED or NEEDS_RECONCILIATION) or
-    timeout_s passes; return their latest records (check `.terminal` after a timeout).
+    ON_HOLD (over a credit budget: it waits for `cutout budget`), or timeout_s passes; return
+    their latest records (check `.terminal` / `.settled` after a timeout).
 
     on_progress is called with counts by state name whenever they change. Raises InvalidInput
     for an id the ledger does not know."""
@@ -200,7 +201,7 @@ def wait(
         if on_progress is not None and counts != last:
             on_progress(counts)
         last = counts
-        open_ids = [i for i, r in latest.items() if not r.terminal]
+        open_ids = [i for i, r in latest.items() if not r.settled]
         if not open_ids or (deadline is not None and time.monotonic() >= deadline):
             return latest
         time.sleep(WAIT_POLL_S)

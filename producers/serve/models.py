@@ -12,7 +12,7 @@ __all__ = ["BatchPage", "Health", "Job", "JobRef", "JobsAccepted", "JobsRequest"
            "Refusal", "WebhookAttempt"]
 
 State = Literal["ACCEPTED", "SUBMITTING", "SUBMITTED", "SUCCEEDED", "FAILED",
-                "NEEDS_RECONCILIATION"]
+                "NEEDS_RECONCILIATION", "ON_HOLD"]
 MAX_TEXT = 2048
 
 

@@ -232,19 +232,23 @@ class Ledger:
         collect_in_s: float | None = None,
         unschedule: bool = False,
         expect: Mapping[str, Any] | None = None,
+        index: tuple[str, bool] | None = None,
     ) -> tuple[bool, JobState | None]:
         """Move a job to `new` if it is in one of `allowed` and its fields hold the `expect`ed
         values ("" = unset), writing `fields` (the value "__now__" means Redis's clock) and
         emitting `event`; all in one step. `poll_in_s` / `collect_in_s` put the job on the poll
         or collect schedule that many seconds ahead (and off the other one); `unschedule` takes
-        it off both.
+        it off both. `index` = (sorted set, True to add the job by now | False to remove it).
 
         Returns (done, state): the new state when done, else the current one (None if the
         job does not exist)."""
+        moves = _schedule_moves(poll_in_s, collect_in_s, unschedule)
+        if index is not None:
+            moves.append([index[0], 0 if index[1] else False])
         args = [
             ",".join(str(s) for s in allowed), str(new), _json_strings(fields or {}),
             json.dumps(list(clear)), event, _json_strings(event_fields or {}), str(EVENTS_MAXLEN),
-            increment, json.dumps(_schedule_moves(poll_in_s, collect_in_s, unschedule)),
+            increment, json.dumps(moves),
             _json_strings(expect or {}),
         ]
         done, state = self._transition(keys=[job_key(job_id), EVENTS_STREAM, OPEN_JOBS],

@@ -159,7 +159,7 @@ def write_pngs(directory: Path, count: int, size: tuple[int, int] = (64, 48),
                prefix: str = "p") -> list[Path]:
     """count small distinct RGB PNGs (the pipeline's inputs). Distinct across calls too:
     one corner pixel encodes the file's path, so the same-cutout index (docs/costs.md) never
-    takes two tests' images for one another; same_pngs makes copies on purpose."""
+    takes two tests' images for one another (tests that want twins copy the files)."""
     from PIL import Image
 
     directory.mkdir(parents=True, exist_ok=True)
