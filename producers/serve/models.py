@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from tasks.store.records import JobRecord, JobState
 
@@ -36,7 +36,7 @@ class JobsRequest(BaseModel):
         "or snake-case name (erode_size)")
     webhook_url: str | None = Field(None, max_length=MAX_TEXT,
                                     description="where each finished job's event is POSTed")
-    force: bool = Field(False, description="pay for every image even when the same cutout "
+    force: StrictBool = Field(False, description="pay for every image even when the same cutout "
                         "(same bytes, same options) was made before (docs/costs.md)")
 
 
