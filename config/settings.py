@@ -131,6 +131,22 @@ class Settings(BaseSettings):
     # --- output ---
     output_dir: Path = Path("cutouts")
 
+    # --- cost controls (docs/costs.md) ---
+    # How long the same-cutout index remembers a job (its files on disk are checked before a
+    # reuse, so this may outlive the API's 24 h; it matches the output store's own records).
+    dedupe_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
+    # A job whose twin is still in flight looks again this often (no call meanwhile).
+    dedupe_wait_s: float = Field(default=2.0, gt=0)
+    # Credits the PublicKey may spend per UTC day (0: no limit); `cutout budget --daily`
+    # overrides it in Redis for every worker.
+    daily_credit_budget: float = Field(default=0.0, ge=0)
+    # What one RemoveBackground call is reserved at before it is made (settled afterwards
+    # with the task's ConsumeApiPoint).
+    credits_per_call: float = Field(default=1.0, gt=0)
+    # `cutout enqueue` asks before queueing more jobs than this (refused without --yes when
+    # no terminal can answer).
+    confirm_above: int = Field(default=1000, ge=0)
+
     # --- `cutout serve`: the HTTP intake ---
     # Bearer tokens the service accepts (comma-separated); it refuses to start without one
     # unless bound to 127.0.0.1 with --insecure-local.

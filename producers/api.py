@@ -61,6 +61,7 @@ def enqueue(
     idempotency_key: str | None = None,
     settings: Settings | None = None,
     webhook_url: str | None = None,
+    force: bool = False,
     **options: Any,
 ) -> str:
     """Queue one image reference; return its job id. Raises InvalidInput naming a bad option.
@@ -68,7 +69,7 @@ def enqueue(
     return enqueue_many([reference], batch=batch, output_dir=output_dir,
                         job_ids=None if job_id is None else [job_id],
                         idempotency_key=idempotency_key, settings=settings,
-                        webhook_url=webhook_url, **options)[0]
+                        webhook_url=webhook_url, force=force, **options)[0]
 
 
 def enqueue_many(
@@ -80,6 +81,7 @@ def enqueue_many(
     idempotency_key: str | None = None,
     settings: Settings | None = None,
     webhook_url: str | None = None,
+    force: bool = False,
     **options: Any,
 ) -> list[str]:
     """Validate the options once, then queue every reference in bulk (one connection, one
@@ -87,6 +89,8 @@ def enqueue_many(
 
     Options go by API name (Box=...) or Python name (box=...). With webhook_url, each job's
     end (job.succeeded, job.failed, job.needs_reconciliation) is POSTed there, signed.
+    An image already cut out with the same options is not paid for again (its files are
+    copied, docs/costs.md) unless `force` is True.
 
     Pass your own `job_ids` (one per reference) or an `idempotency_key` (the ids are then
     derived from it, uuid5) to make a repeat safe: jobs that exist already are not recorded
@@ -102,7 +106,8 @@ def enqueue_many(
     ids = _job_ids_for(refs, job_ids, idempotency_key)
     jobs = list(zip(ids, refs, strict=True))
     ledger = _ledger(s)
-    where = {"batch": batch, "output_dir": output_dir, "webhook_url": webhook_url}
+    where: dict[str, Any] = {"batch": batch, "output_dir": output_dir,
+                             "webhook_url": webhook_url, "force": force}
     if job_ids is None and idempotency_key is None:
         ledger.create_many(jobs, params, **where)
         publish(s, jobs)
@@ -156,7 +161,7 @@ def _job_ids_for(refs: list[str], job_ids: Sequence[str] | None,
 
 
 def _check_repeat(record: JobRecord, reference: str, params: dict[str, Any],
-                  where: dict[str, str | None], field: str) -> None:
+                  where: dict[str, Any], field: str) -> None:
     """A repeat must ask for the very same job; anything else is a reused key or id."""
     differs = [name for name, mine, theirs in (
         ("reference", reference, record.reference), ("options", params, record.options),
@@ -181,7 +186,8 @@ def wait(
     settings: Settings | None = None,
 ) -> dict[str, JobRecord]:
     """Block until every job is terminal (SUCCEEDED, FAILED or NEEDS_RECONCILIATION) or
-    timeout_s passes; return their latest records (check `.terminal` after a timeout).
+    ON_HOLD (over a credit budget: it waits for `cutout budget`), or timeout_s passes; return
+    their latest records (check `.terminal` / `.settled` after a timeout).
 
     on_progress is called with counts by state name whenever they change. Raises InvalidInput
     for an id the ledger does not know."""
@@ -195,7 +201,7 @@ def wait(
         if on_progress is not None and counts != last:
             on_progress(counts)
         last = counts
-        open_ids = [i for i, r in latest.items() if not r.terminal]
+        open_ids = [i for i, r in latest.items() if not r.settled]
         if not open_ids or (deadline is not None and time.monotonic() >= deadline):
             return latest
         time.sleep(WAIT_POLL_S)

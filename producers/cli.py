@@ -7,7 +7,6 @@ or a CUTOUT_* setting is bad (one line naming it; see producers.startup).
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -23,6 +22,7 @@ from rich.markup import escape
 
 from config import Settings
 from picpik.errors import CutoutError, InvalidInput
+from producers.cli_costs import budget, confirm_or_exit, dry_run_and_exit, set_batch_budget
 from producers.cli_output import (
     EXIT_FAILED,
     EXIT_REFUSED,
@@ -32,6 +32,7 @@ from producers.cli_output import (
     refuse,
 )
 from producers.cli_reconcile import reconcile
+from producers.cli_status import status
 from producers.manifest import (
     Entry,
     group_indexes_by_options,
@@ -78,6 +79,8 @@ def cli() -> None:
 
 
 cli.add_command(reconcile)
+cli.add_command(status)
+cli.add_command(budget)
 cli.add_command(serve)
 
 
@@ -134,6 +137,12 @@ def describe_failure(exc: Exception) -> str:
                    "nothing new: the job ids are derived from K.")
 @click.option("--webhook", metavar="URL", default=None,
               help="POST each job's end (signed, Standard Webhooks) to this http(s) URL.")
+@click.option("--force", is_flag=True,
+              help="Pay for every image, even one cut out before with the same options.")
+@click.option("--budget", "credits", metavar="N", type=click.FloatRange(min=0), default=None,
+              help="The batch's credit budget: jobs past it wait ON_HOLD (see cutout budget).")
+@click.option("--dry-run", is_flag=True, help="Count jobs, reuses and credits; queue nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask before a large batch.")
 @option_flags
 def enqueue(
     references: tuple[str, ...],
@@ -144,6 +153,10 @@ def enqueue(
     timeout_s: float | None,
     idempotency_key: str | None,
     webhook: str | None,
+    force: bool,
+    credits: float | None,
+    dry_run: bool,
+    yes: bool,
     **flags: Any,
 ) -> None:
     """Queue images (files, folders, http/https URLs, manifests) for background removal."""
@@ -154,11 +167,16 @@ def enqueue(
         refuse([f"field batch: must be a non-empty name without ':' (got {batch!r})"])
     if webhook is not None:
         _check_webhook_or_exit(webhook)
+    if dry_run:
+        dry_run_and_exit(jobs, settings)
+    confirm_or_exit(len(jobs), yes, settings)
     batch = batch or f"batch-{datetime.now(UTC):%Y%m%d-%H%M%S}-{token_hex(2)}"
+    if credits is not None:
+        set_batch_budget(batch, credits, settings)
     # Absolute, because workers run elsewhere: a relative path would be their own cwd's.
     out = out.resolve() if out is not None else None
     job_ids = _enqueue_groups(jobs, batch=batch, out=out, settings=settings,
-                              idempotency_key=idempotency_key, webhook=webhook)
+                              idempotency_key=idempotency_key, webhook=webhook, force=force)
     console.print(f"queued {len(job_ids)} job(s) in batch [bold]{escape(batch)}[/]",
                   highlight=False)
     if wait:
@@ -204,6 +222,7 @@ def _check_webhook_or_exit(url: str) -> None:
 def _enqueue_groups(
     jobs: Sequence[tuple[str, dict[str, Any]]], *, batch: str, out: Path | None,
     settings: Settings, idempotency_key: str | None = None, webhook: str | None = None,
+    force: bool = False,
 ) -> list[str]:
     """Publish jobs in bulk, one enqueue_many call per distinct set of options. With a key,
     each job's id is derived from the key and its position (api.derive_job_ids), as the
@@ -220,6 +239,7 @@ def _enqueue_groups(
         try:
             ids = api.enqueue_many(refs, batch=batch, output_dir=str(out) if out else None,
                                    job_ids=given, settings=settings, webhook_url=webhook,
+                                   force=force,
                                    **options)
         except InvalidInput as exc:
             if exc.field != "job_ids":
@@ -239,8 +259,12 @@ def _wait_and_exit(
     print_failures(list(records.values()))
     states = [str(r.state) for r in records.values()]
     unfinished = len(job_ids) - sum(s in TERMINAL_STATES for s in states)
-    if unfinished:
-        errors.print(f"{unfinished} job(s) not finished yet; they keep running "
+    held = states.count("ON_HOLD")
+    if held:
+        errors.print(f"{held} job(s) ON_HOLD: over a credit budget (see: cutout budget); they "
+                     "go on by themselves once a budget has room", highlight=False, markup=False)
+    if unfinished - held:
+        errors.print(f"{unfinished - held} job(s) not finished yet; they keep running "
                      f"(follow them with: cutout status --batch {batch})",
                      highlight=False, markup=False)
     if unfinished or any(s != "SUCCEEDED" for s in states):
@@ -248,65 +272,6 @@ def _wait_and_exit(
 
 
 # --- status, results, retry, report, emulator ---
-
-
-@cli.command()
-@click.argument("job_id", required=False)
-@click.option("--batch", metavar="NAME", help="Show a whole batch instead of one job.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(job_id: str | None, batch: str | None, as_json: bool) -> None:
-    """A job's record, or a batch's counts by state and its failures."""
-    settings = load_settings()
-    if (job_id is None) == (batch is None):
-        raise click.UsageError("give either JOB_ID or --batch NAME")
-    if job_id is not None:
-        _job_status(job_id, settings, as_json)
-        return
-    assert batch is not None
-    from producers import api
-    from producers.progress import STATES
-
-    counts = {state: 0 for state in STATES}
-    counts.update(api.batch_counts(batch, settings=settings))
-    if as_json:
-        click.echo(json.dumps(counts))
-        return
-    total = sum(counts.values())
-    console.print(f"batch [bold]{escape(batch)}[/]: {total} job(s)", highlight=False)
-    for state, n in counts.items():
-        console.print(f"  {state:<22} {n}", highlight=False)
-    if counts.get("FAILED") or counts.get("NEEDS_RECONCILIATION"):
-        print_failures(api.batch_jobs(batch, settings=settings), out=console)
-
-
-def _job_status(job_id: str, settings: Settings, as_json: bool) -> None:
-    from producers import api
-
-    record = api.get_job(job_id, settings=settings)
-    if record is None:
-        errors.print(f"no job {job_id}", highlight=False, markup=False)
-        sys.exit(EXIT_FAILED)
-    data = record.to_dict()
-    if as_json:
-        click.echo(json.dumps(data, default=str))
-        return
-    attempts = data.pop("webhook_attempts")
-    for name, value in data.items():
-        if value in (None, "", [], {}):
-            continue
-        if name.endswith(("_at", "_until")) and isinstance(value, float):
-            value = _when(value)
-        console.print(f"{name:<14} {value}", highlight=False, markup=False)
-    for attempt in attempts:  # one line per webhook delivery attempt
-        outcome = attempt["error"] or f"HTTP {attempt['status']}"
-        after = f", again at {_when(attempt['next_at'])}" if attempt.get("next_at") else ""
-        console.print(f"{'webhook':<14} {_when(attempt['at'])} {attempt['event']} "
-                      f"{attempt['webhook_id']} #{attempt['attempt']}: {outcome}: "
-                      f"{attempt['outcome']}{after}", highlight=False, markup=False)
-
-
-def _when(unix_s: float) -> str:
-    return datetime.fromtimestamp(unix_s, UTC).isoformat(timespec="milliseconds")
 
 
 BATCH = click.option("--batch", metavar="NAME", required=True, help="The batch name.")

@@ -17,7 +17,8 @@ __all__ = ["STATES", "TERMINAL_STATES", "wait_with_progress"]
 STATES = tuple(str(state) for state in api.JobState)
 TERMINAL_STATES = frozenset(str(state) for state in api.TERMINAL_STATES)
 _SLICE_S = 2.0  # how often `check` runs while waiting
-_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "NEEDS_RECONCILIATION": "yellow"}
+_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "NEEDS_RECONCILIATION": "yellow",
+          "ON_HOLD": "magenta"}
 
 
 def describe_counts(counts: Mapping[str, int]) -> str:
@@ -67,7 +68,7 @@ def wait_with_progress(
                 list(job_ids), timeout_s=slice_s, on_progress=on_progress, settings=settings
             )
             # api.wait returns every id (it raises for an unknown one).
-            finished = all(r.terminal for r in records.values())
+            finished = all(r.settled for r in records.values())  # ON_HOLD waits for a person
             if finished or left == 0.0:
                 return records
             if check is not None:

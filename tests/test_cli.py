@@ -29,7 +29,7 @@ from tests.support.workers import (
 CUTOUT = Path(sys.executable).parent / "cutout"
 ALL_ZERO = {
     "ACCEPTED": 0, "SUBMITTING": 0, "SUBMITTED": 0, "SUCCEEDED": 0, "FAILED": 0,
-    "NEEDS_RECONCILIATION": 0,
+    "NEEDS_RECONCILIATION": 0, "ON_HOLD": 0,
 }
 
 

@@ -206,7 +206,9 @@ def test_a_good_image_through_the_same_worker_succeeds_for_one_call(
         hostile: Hostile, emulator: EmulatorProcess) -> None:
     s = hostile.pipeline.settings
     for reference in ["{inside}/good.png", "{srv}/good.png"]:
-        job_id = api.enqueue(reference.format(**hostile.places), batch="control", settings=s)
+        # force: the same bytes by file and by URL would otherwise reuse the first cutout
+        job_id = api.enqueue(reference.format(**hostile.places), batch="control", settings=s,
+                             force=True)
         assert api.wait([job_id], timeout_s=60, settings=s)[job_id].state is JobState.SUCCEEDED
     assert emulator.key_stats()["calls"]["RemoveBackground"] == {"ok": 2}
 

@@ -130,6 +130,15 @@ def test_an_output_folder_is_placed_below_the_output_dir(
     assert job["output_dir"] == str(root / "out" / "team" / "shoot")
 
 
+def test_force_is_recorded_on_the_jobs_so_they_pay_even_for_a_cutout_made_before(
+        service: ServeProcess) -> None:
+    forced = post(service, {"references": ["img0003.png"], "force": True}).json()
+    plain = post(service, {"references": ["img0003.png"]}).json()
+    assert service.get(f"/v1/jobs/{forced['jobs'][0]['id']}").json()["force"] is True
+    assert service.get(f"/v1/jobs/{plain['jobs'][0]['id']}").json()["force"] is False
+    assert post(service, {"references": ["img0003.png"], "force": "yes"}).status_code == 422
+
+
 def test_a_retried_post_with_the_same_key_returns_the_same_jobs_and_queues_nothing_new(
         service: ServeProcess, client: redis.Redis) -> None:
     body = {"references": ["img0000.png", "img0001.png", "img0002.png"]}

@@ -34,6 +34,7 @@ class Plan:
     params: dict[str, Any]
     webhook_url: str | None
     jobs: list[tuple[str, str]]  # (job id, reference)
+    force: bool = False  # pay even for a cutout made before (docs/costs.md)
 
 
 def fingerprint(body: dict[str, Any]) -> str:

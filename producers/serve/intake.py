@@ -66,13 +66,14 @@ class Intake:
         if refusals:
             raise Refused(refusals)
         return Plan(batch=body.batch or _new_batch_name(), output_dir=output_dir, params=params,
-                    webhook_url=body.webhook_url,
+                    webhook_url=body.webhook_url, force=body.force,
                     jobs=[(str(uuid.uuid4()), ref) for ref in body.references])
 
     def enqueue(self, plan: Plan) -> None:
         """Record every job (ACCEPTED; an id recorded before stays as it is), then publish."""
         self.ledger.create_many(plan.jobs, plan.params, batch=plan.batch,
-                                output_dir=plan.output_dir, webhook_url=plan.webhook_url)
+                                output_dir=plan.output_dir, webhook_url=plan.webhook_url,
+                                force=plan.force)
         with self.app.connection_for_write() as conn:
             send_jobs(self.app, plan.jobs, self.app.amqp.Producer(conn))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from tasks.store.records import JobRecord, JobState
 
@@ -12,7 +12,7 @@ __all__ = ["BatchPage", "Health", "Job", "JobRef", "JobsAccepted", "JobsRequest"
            "Refusal", "WebhookAttempt"]
 
 State = Literal["ACCEPTED", "SUBMITTING", "SUBMITTED", "SUCCEEDED", "FAILED",
-                "NEEDS_RECONCILIATION"]
+                "NEEDS_RECONCILIATION", "ON_HOLD"]
 MAX_TEXT = 2048
 
 
@@ -36,6 +36,8 @@ class JobsRequest(BaseModel):
         "or snake-case name (erode_size)")
     webhook_url: str | None = Field(None, max_length=MAX_TEXT,
                                     description="where each finished job's event is POSTed")
+    force: StrictBool = Field(False, description="pay for every image even when the same cutout "
+                        "(same bytes, same options) was made before (docs/costs.md)")
 
 
 class JobRef(BaseModel):

@@ -102,6 +102,8 @@ def event_body(fields: Mapping[str, str], record: JobRecord) -> str:
     if kind == "job.succeeded":
         data["result_paths"] = json.loads(fields.get("result_paths") or "[]")
         data["credits"] = float(fields.get("credits") or 0)
+        if fields.get("reused_from"):  # the same cutout made before: copied, no call
+            data["reused_from"] = fields["reused_from"]
     else:
         data["error"] = {name: fields.get(f"error_{name}") or None
                          for name in ("stage", "code", "field", "message")}

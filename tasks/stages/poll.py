@@ -20,6 +20,7 @@ from picpik.errors import CutoutError, MalformedAnswer, PermanentError, Throttle
 from picpik.models import TaskDetail
 from tasks.limits.limiter import call_lease_s
 from tasks.stages.backoff import poll_delay
+from tasks.stages.budget import settle_budget
 from tasks.stages.runtime import Runtime
 from tasks.stages.submit import TOKEN_WAIT_S
 from tasks.store.ledger import job_key
@@ -162,6 +163,7 @@ def _finished(rt: Runtime, record: JobRecord, detail: TaskDetail) -> None:
         fields={"result_urls": list(detail.img_list), "credits": detail.consume_api_point,
                 "api_finished_at": "__now__"},
         collect_in_s=0.0, expect={"task_uid": detail.task_uid})
+    settle_budget(rt, record.job_id, detail.consume_api_point)
 
 
 def _next_delay(rt: Runtime, record: JobRecord) -> float:
@@ -178,6 +180,7 @@ def _task_failed(rt: Runtime, record: JobRecord, detail: TaskDetail) -> None:
     message = detail.error_message or f"the API reports the task as {detail.status!r}"
     _fail(rt, record, f"task_error:{detail.error_code}", f"task {detail.task_uid}: {message}",
           credits=detail.consume_api_point)
+    settle_budget(rt, record.job_id, detail.consume_api_point)
 
 
 def _deadline(rt: Runtime, record: JobRecord, detail: TaskDetail | None) -> None:

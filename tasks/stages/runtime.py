@@ -15,6 +15,7 @@ from config import Settings, get_settings
 from picpik.client import PicpikClient
 from tasks.limits.limiter import Limiter
 from tasks.outputs.storage import OutputStore
+from tasks.store.dedupe import DedupeIndex
 from tasks.store.durability import Durability, durability_of
 from tasks.store.leases import LeaseKeeper
 from tasks.store.ledger import COLLECT_SCHEDULE, POLL_SCHEDULE, Ledger
@@ -37,6 +38,7 @@ class Runtime:
     durability: Durability
     store: OutputStore
     client: PicpikClient
+    dedupe: DedupeIndex  # the same-cutout index
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -53,6 +55,7 @@ class Runtime:
             durability=durability_of(client),
             store=OutputStore(client),
             client=PicpikClient(settings, on_call=ApiCallCounter(client).record),
+            dedupe=DedupeIndex(client, settings.dedupe_ttl_s),
         )
 
 

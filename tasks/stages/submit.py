@@ -15,7 +15,9 @@ from picpik.errors import InvalidInput, PermanentError, RetryableError, Throttle
 from picpik.models import RemoveBackgroundOptions, parse_options
 from tasks.inputs.intake import load_image
 from tasks.limits.limiter import TokenWait
+from tasks.stages.budget import release_budget, reserve_or_hold
 from tasks.stages.failpoints import failpoint
+from tasks.stages.reuse import Gate, dedupe_gate
 from tasks.stages.runtime import Runtime
 from tasks.stages.shutdown import stop_signals_deferred
 from tasks.store.claims import ClaimLost, begin_call, claim, mark_sent
@@ -78,11 +80,25 @@ def _attempt(rt: Runtime, record: JobRecord, owner: str) -> SubmitOutcome:
     except RetryableError:
         _release(rt, job_id, owner)
         raise
+    gate = dedupe_gate(rt, record, owner, image, options)  # the same cutout: never paid twice
+    if gate is Gate.REUSED:
+        return SubmitOutcome(job_id, state=JobState.SUCCEEDED)
+    if gate is Gate.WAIT:
+        return SubmitOutcome(job_id, retry_in_s=rt.settings.dedupe_wait_s)
+    if not reserve_or_hold(rt, record, owner):  # over a credit budget: parked, unpaid
+        return SubmitOutcome(job_id, state=JobState.ON_HOLD)
     try:
-        return _call(rt, job_id, owner, image, mime, options)
+        outcome = _call(rt, job_id, owner, image, mime, options)
     except TokenWait as exc:
+        release_budget(rt, job_id)
         _release(rt, job_id, owner)
         return SubmitOutcome(job_id, retry_in_s=exc.retry_in_s, waiting_for_token=True)
+    except RetryableError:
+        release_budget(rt, job_id)  # raised only when the API surely did not take the call
+        raise
+    if not (outcome.task_uid or outcome.state is JobState.NEEDS_RECONCILIATION):
+        release_budget(rt, job_id)
+    return outcome
 
 
 def prepare(rt: Runtime, record: JobRecord) -> tuple[bytes, str, RemoveBackgroundOptions]:

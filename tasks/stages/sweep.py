@@ -8,12 +8,15 @@
   message may be gone (a producer that died between recording and publishing, a Redis that
   lost it). A duplicate is harmless, and a job is looked at once per that period at most.
 - A SUBMITTED job on neither schedule is put back on the one it belongs to.
+- ON_HOLD jobs (over a credit budget) that a budget has room for again (raised, or a new UTC
+  day) go back to ACCEPTED and are published.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tasks.stages.budget import budgets_of, resume_held
 from tasks.stages.runtime import Runtime
 from tasks.store.ledger import COLLECT_SCHEDULE, LEASES, OPEN_JOBS, POLL_SCHEDULE, redis_now
 from tasks.store.records import JobRecord, JobState
@@ -40,6 +43,7 @@ def sweep(rt: Runtime) -> SweepResult:
     result = SweepResult()
     _lapsed_leases(rt, now, result)
     _stale_open_jobs(rt, now, result)
+    result.resubmit.extend(resume_held(rt.ledger, budgets_of(rt), rt.settings.credits_per_call))
     return result
 
 

@@ -171,22 +171,26 @@ class Ledger:
         batch: str | None = None,
         output_dir: str | None = None,
         webhook_url: str | None = None,
+        force: bool = False,
     ) -> bool:
         """Record a new job as ACCEPTED; False (and no change) if the id already exists."""
         return bool(self._create_args(self.redis, job_id, reference, options, batch, output_dir,
-                                      webhook_url))
+                                      webhook_url, force))
 
     def create_many(self, jobs: Iterable[tuple[str, str]], options: Mapping[str, Any],
                     *, batch: str | None = None, output_dir: str | None = None,
-                    webhook_url: str | None = None) -> None:
-        """Record many (job_id, reference) pairs in one round trip."""
+                    webhook_url: str | None = None, force: bool = False) -> None:
+        """Record many (job_id, reference) pairs in one round trip. `force`: the jobs pay
+        even for a cutout made before (no reuse, docs/costs.md)."""
         pipe = self.redis.pipeline(transaction=False)
         for job_id, reference in jobs:
-            self._create_args(pipe, job_id, reference, options, batch, output_dir, webhook_url)
+            self._create_args(pipe, job_id, reference, options, batch, output_dir, webhook_url,
+                              force)
         pipe.execute()
 
     def _create_args(self, target: Any, job_id: str, reference: str, options: Mapping[str, Any],
-                     batch: str | None, output_dir: str | None, webhook_url: str | None) -> Any:
+                     batch: str | None, output_dir: str | None, webhook_url: str | None,
+                     force: bool = False) -> Any:
         now = f"{time.time():.6f}"
         fields = {
             "job_id": job_id, "reference": reference, "options": json.dumps(dict(options)),
@@ -195,6 +199,8 @@ class Ledger:
         }
         if webhook_url:
             fields["webhook_url"] = webhook_url
+        if force:
+            fields["force"] = "1"
         flat = [item for pair in fields.items() for item in pair]
         set_key = batch_key(batch) if batch else ""
         counts = batch_counts_key(batch) if batch else ""
@@ -226,19 +232,23 @@ class Ledger:
         collect_in_s: float | None = None,
         unschedule: bool = False,
         expect: Mapping[str, Any] | None = None,
+        index: tuple[str, bool] | None = None,
     ) -> tuple[bool, JobState | None]:
         """Move a job to `new` if it is in one of `allowed` and its fields hold the `expect`ed
         values ("" = unset), writing `fields` (the value "__now__" means Redis's clock) and
         emitting `event`; all in one step. `poll_in_s` / `collect_in_s` put the job on the poll
         or collect schedule that many seconds ahead (and off the other one); `unschedule` takes
-        it off both.
+        it off both. `index` = (sorted set, True to add the job by now | False to remove it).
 
         Returns (done, state): the new state when done, else the current one (None if the
         job does not exist)."""
+        moves = _schedule_moves(poll_in_s, collect_in_s, unschedule)
+        if index is not None:
+            moves.append([index[0], 0 if index[1] else False])
         args = [
             ",".join(str(s) for s in allowed), str(new), _json_strings(fields or {}),
             json.dumps(list(clear)), event, _json_strings(event_fields or {}), str(EVENTS_MAXLEN),
-            increment, json.dumps(_schedule_moves(poll_in_s, collect_in_s, unschedule)),
+            increment, json.dumps(moves),
             _json_strings(expect or {}),
         ]
         done, state = self._transition(keys=[job_key(job_id), EVENTS_STREAM, OPEN_JOBS],

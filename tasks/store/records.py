@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["TERMINAL_STATES", "JobRecord", "JobState"]
+__all__ = ["SETTLED_STATES", "TERMINAL_STATES", "JobRecord", "JobState"]
 
 
 class JobState(StrEnum):
@@ -21,10 +21,15 @@ class JobState(StrEnum):
     FAILED = "FAILED"
     # A crash or timeout left it unknown whether the API accepted (and billed) the call.
     NEEDS_RECONCILIATION = "NEEDS_RECONCILIATION"
+    # Its call would pass a credit budget: parked, unpaid, until a budget has room again
+    # (`cutout budget`, or a new UTC day); then it goes on by itself.
+    ON_HOLD = "ON_HOLD"
 
 
 # States a job does not leave by itself (NEEDS_RECONCILIATION waits for a reconciler or a human).
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.NEEDS_RECONCILIATION})
+# States that do not move until something outside the pipeline changes: what wait() waits for.
+SETTLED_STATES = TERMINAL_STATES | {JobState.ON_HOLD}
 
 
 def _float(raw: Mapping[str, str], name: str) -> float | None:
@@ -70,10 +75,20 @@ class JobRecord:
     # Webhooks), and every delivery attempt so far, oldest first.
     webhook_url: str | None = None
     webhook_attempts: list[dict[str, Any]] = field(default_factory=list)
+    # Cost controls: pay even for a cutout made before (no reuse), and the job whose cutout
+    # this one reused instead of calling the API.
+    force: bool = False
+    reused_from: str | None = None
+    hold_reason: str | None = None  # ON_HOLD: which budget (daily | batch) has no room
 
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL_STATES
+
+    @property
+    def settled(self) -> bool:
+        """Terminal, or ON_HOLD: nothing changes until a person (or a new day) does."""
+        return self.state in SETTLED_STATES
 
     @classmethod
     def from_hash(cls, raw: Mapping[str, str]) -> JobRecord:
@@ -108,6 +123,9 @@ class JobRecord:
             api_finished_at=_float(raw, "api_finished_at"),
             webhook_url=raw.get("webhook_url") or None,
             webhook_attempts=json.loads(raw.get("webhook_attempts") or "[]"),
+            force=raw.get("force") == "1",
+            reused_from=raw.get("reused_from") or None,
+            hold_reason=raw.get("hold_reason") or None,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -4,6 +4,7 @@ environment, each in its own process group so a test can stop or SIGKILL it whol
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import subprocess
@@ -156,14 +157,18 @@ def pipeline_overrides(redis_url: str, api_base_url: str, public_key: str, priva
 
 def write_pngs(directory: Path, count: int, size: tuple[int, int] = (64, 48),
                prefix: str = "p") -> list[Path]:
-    """count small distinct RGB PNGs (the pipeline's inputs)."""
+    """count small distinct RGB PNGs (the pipeline's inputs). Distinct across calls too:
+    one corner pixel encodes the file's path, so the same-cutout index (docs/costs.md) never
+    takes two tests' images for one another (tests that want twins copy the files)."""
     from PIL import Image
 
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(count):
         path = directory / f"{prefix}{i:04d}.png"
-        Image.new("RGB", size, (i % 256, (i * 7) % 256, 200)).save(path)
+        image = Image.new("RGB", size, (i % 256, (i * 7) % 256, 200))
+        image.putpixel((0, 0), tuple(hashlib.sha256(str(path).encode()).digest()[:3]))
+        image.save(path)
         paths.append(path)
     return paths
 
