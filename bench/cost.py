@@ -160,28 +160,35 @@ def _timed(action: Callable[[], object], client: redis.Redis) -> float:
     return took
 
 
-def profile(rds: RedisServer, emulator: EmulatorProcess, root: Path, jobs: int) -> None:
-    """The pipeline's pool processes under cProfile: shares by stage and by module."""
-    out = root / "profiles"
-    out.mkdir(parents=True)
+def profile(rds: RedisServer, emulator: EmulatorProcess, root: Path, jobs: int,
+            out: Path | None = None) -> None:
+    """The pipeline's workers under cProfile: shares by stage and by module (the stats files
+    are kept in `out` when given, for `python -m pstats`)."""
+    out = out or root / "profiles"
+    out.mkdir(parents=True, exist_ok=True)
     with pipeline_running(rds.url, emulator, root, count=WORKERS, concurrency=CONCURRENCY,
                           app="bench._profiled", env={"TMPDIR": str(out)},
                           **NO_LIMIT) as pipeline:
         files = [str(p) for p in write_pngs(pipeline.inputs, jobs)]
         _run_jobs(files, pipeline.settings)
-    stats = prof.load(out.glob(f"{prof.PROFILE_PREFIX}*.prof"))
+    for role, what in (("pool", "pool processes"),
+                       ("main", "main processes (consumer, collectors, outbox, upkeep)")):
+        _print_profile(prof.load(out.glob(f"{prof.PROFILE_PREFIX}{role}-*.prof")), what, jobs)
+
+
+def _print_profile(stats: Any, what: str, jobs: int) -> None:
     if stats is None:
-        print("profile: no pool process wrote its stats")
+        print(f"profile of the {what}: none written")
         return
     total = prof.total_s(stats)
-    print(f"profile of the pool processes ({jobs} jobs, cProfile, CPU time; "
+    print(f"profile of the {what} ({jobs} jobs, cProfile, CPU time; "
           f"{total * 1000 / jobs:.1f} ms per job under the profiler):")
-    print("  by stage (cumulative, may overlap):")
+    print("  by stage (cumulative; stages may contain one another):")
     for stage, seconds in prof.stage_shares(stats):
-        print(f"    {stage:50s} {seconds / total:6.1%}  {seconds * 1000 / jobs:6.2f} ms/job")
+        print(f"    {stage:52s} {seconds / total:6.1%}  {seconds * 1000 / jobs:6.2f} ms/job")
     print("  by module (self time):")
     for group, seconds in prof.module_shares(stats):
-        print(f"    {group:50s} {seconds / total:6.1%}  {seconds * 1000 / jobs:6.2f} ms/job")
+        print(f"    {group:52s} {seconds / total:6.1%}  {seconds * 1000 / jobs:6.2f} ms/job")
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -201,7 +208,8 @@ def report_latency(latencies: list[float], answers: list[float]) -> None:
               f"{statistics.median(answers) * 1000:.1f} ms)")
 
 
-def run(jobs: int, enqueue: int, latency_jobs: int, profile_jobs: int) -> None:
+def run(jobs: int, enqueue: int, latency_jobs: int, profile_jobs: int, rows: str,
+        profile_dir: Path | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         rds = RedisServer(directory=root)
@@ -209,27 +217,38 @@ def run(jobs: int, enqueue: int, latency_jobs: int, profile_jobs: int) -> None:
         emulator = EmulatorProcess(queue_s=0.02, run_s=0.05)
         try:
             emulator.start()
-            ours, bare = enqueue_rates(rds, emulator, root / "enqueue", enqueue)
-            print(f"api.enqueue_many of {enqueue} references: {ours:.0f}/s against a bare "
-                  f"publish over one producer {bare:.0f}/s: ratio {ours / bare:.2f} "
-                  "(target >= 0.8)", flush=True)
-            main_ms, pool_ms, latencies, answers = pipeline_cpu(rds, emulator, root / "pipe",
-                                                                jobs, latency_jobs)
-            rds.client().flushall()
-            noop_main, noop_pool = noop_cpu(rds, emulator, root / "noop", jobs)
-            rds.client().flushall()
-            ratio = (main_ms + pool_ms) / (noop_main + noop_pool)
-            print(f"worker CPU per job: {main_ms + pool_ms:.1f} ms (main {main_ms:.1f}, pool "
-                  f"{pool_ms:.1f}) against a bare no-op task {noop_main + noop_pool:.1f} ms "
-                  f"(main {noop_main:.1f}, pool {noop_pool:.1f}): ratio {ratio:.2f} "
-                  f"(target <= 3.5; {jobs} jobs, {WORKERS} workers x -c {CONCURRENCY})",
-                  flush=True)
-            report_latency(latencies, answers)
-            if profile_jobs:
-                profile(rds, emulator, root / "profile", profile_jobs)
+            if "enqueue" in rows:
+                _enqueue_row(rds, emulator, root, enqueue)
+            if "cpu" in rows:
+                _cpu_rows(rds, emulator, root, jobs, latency_jobs)
+            if profile_jobs and "profile" in rows:
+                profile(rds, emulator, root / "profile", profile_jobs, profile_dir)
         finally:
             emulator.stop()
             rds.kill()
+
+
+def _enqueue_row(rds: RedisServer, emulator: EmulatorProcess, root: Path, enqueue: int) -> None:
+    ours, bare = enqueue_rates(rds, emulator, root / "enqueue", enqueue)
+    print(f"api.enqueue_many of {enqueue} references: {ours:.0f}/s against a bare "
+          f"publish over one producer {bare:.0f}/s: ratio {ours / bare:.2f} "
+          "(target >= 0.8)", flush=True)
+
+
+def _cpu_rows(rds: RedisServer, emulator: EmulatorProcess, root: Path, jobs: int,
+      latency_jobs: int) -> None:
+    main_ms, pool_ms, latencies, answers = pipeline_cpu(rds, emulator, root / "pipe",
+                                                        jobs, latency_jobs)
+    rds.client().flushall()
+    noop_main, noop_pool = noop_cpu(rds, emulator, root / "noop", jobs)
+    rds.client().flushall()
+    ratio = (main_ms + pool_ms) / (noop_main + noop_pool)
+    print(f"worker CPU per job: {main_ms + pool_ms:.1f} ms (main {main_ms:.1f}, pool "
+          f"{pool_ms:.1f}) against a bare no-op task {noop_main + noop_pool:.1f} ms "
+          f"(main {noop_main:.1f}, pool {noop_pool:.1f}): ratio {ratio:.2f} "
+          f"(target <= 3.5; {jobs} jobs, {WORKERS} workers x -c {CONCURRENCY})",
+          flush=True)
+    report_latency(latencies, answers)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -239,8 +258,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="references for the enqueue row (the issue's figure: 20000)")
     parser.add_argument("--latency-jobs", type=int, default=50)
     parser.add_argument("--profile-jobs", type=int, default=200, help="0: no profile")
+    parser.add_argument("--rows", default="enqueue,cpu,profile",
+                        help="which parts to run (default all: enqueue,cpu,profile; cpu "
+                        "includes the latency row)")
+    parser.add_argument("--profile-dir", type=Path, help="keep the cProfile stats files here")
     args = parser.parse_args(argv if argv is not None else [])
-    run(args.jobs, args.enqueue, args.latency_jobs, args.profile_jobs)
+    run(args.jobs, args.enqueue, args.latency_jobs, args.profile_jobs, args.rows,
+        args.profile_dir)
 
 
 if __name__ == "__main__":

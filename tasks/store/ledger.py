@@ -205,6 +205,11 @@ class Ledger:
         raw: dict[str, str] = self.redis.hgetall(job_key(job_id))  # type: ignore[assignment]
         return JobRecord.from_hash(raw) if _whole(raw) else None
 
+    def exists(self, job_id: str) -> bool:
+        """Whether the job exists (a whole record, as `get` would return), without reading it."""
+        job, state = self.redis.hmget(job_key(job_id), ["job_id", "state"])
+        return bool(job and state)
+
     def get_many(self, job_ids: Iterable[str]) -> list[JobRecord | None]:
         pipe = self.redis.pipeline(transaction=False)
         for job_id in job_ids:
