@@ -92,6 +92,13 @@ def _latencies(settings: Settings, emulator: EmulatorProcess, inputs: Path,
     records = api.wait(list(enqueued), timeout_s=120, settings=settings)
     took = {c["request_uuid"]: c["took_s"] for c in emulator.calls(action="RemoveBackground")
             if c["request_uuid"] in enqueued}
+    parts = [(r.call_started_at - enqueued[j], r.submitted_at - r.call_started_at)
+             for j, r in records.items() if r.call_started_at and r.submitted_at]
+    if parts:
+        print(f"  medians: enqueue -> call started "
+              f"{statistics.median(p[0] for p in parts) * 1000:.1f}"
+              f" ms, call started -> TaskUID persisted "
+              f"{statistics.median(p[1] for p in parts) * 1000:.1f} ms")
     return ([records[j].submitted_at - t for j, t in enqueued.items()  # type: ignore[operator]
              if records[j].submitted_at], list(took.values()))
 
