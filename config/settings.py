@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -93,14 +93,21 @@ class Settings(BaseSettings):
 
     # --- the global rate limiter ---
     rate_limit: float = Field(default=5.0, gt=0)  # API calls per second for the PublicKey
+    # Calls that may leave together after a quiet spell; the calls after them are spaced for
+    # L - (burst - 1) per second, so no one-second window holds more than L.
     rate_burst: int = Field(default=1, ge=1)
-    # The share of rate_limit left unused: a call reaches the API some milliseconds after its
-    # token, and that jitter (larger on a loaded machine) must not push any window above L.
-    rate_headroom: float = Field(default=0.07, ge=0, lt=1)
+    # The share of the (spaced) limit left unused: a call leaves some milliseconds after its
+    # start, more on a loaded machine, and that lateness must not push any window above L.
+    # The limiter measures it and keeps the headroom just above its recent p99, within
+    # [_MIN, _MAX]; CUTOUT_RATE_HEADROOM is the headroom until enough calls were measured.
+    rate_headroom_min: float = Field(default=0.03, gt=0, lt=1)
+    rate_headroom_max: float = Field(default=0.3, gt=0, lt=1)
+    rate_headroom: float = Field(default=0.07, gt=0, lt=1)
     max_in_flight: int = Field(default=8, ge=1)
-    # After a throttle answer the rate drops by this factor, then recovers over this many seconds.
-    throttle_backoff_factor: float = Field(default=0.5, gt=0, lt=1)
-    throttle_recovery_s: float = Field(default=30.0, gt=0)
+    # Each throttle answer multiplies the rate by this factor (for everyone); it then climbs
+    # back linearly over this many seconds.
+    throttle_backoff_factor: float = Field(default=0.9, gt=0, lt=1)
+    throttle_recovery_s: float = Field(default=15.0, gt=0)
 
     # --- retries ---
     max_retries: int = 8
@@ -168,6 +175,25 @@ class Settings(BaseSettings):
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("rate_burst")
+    @classmethod
+    def _burst_within_limit(cls, value: int, info: ValidationInfo) -> int:
+        limit = info.data.get("rate_limit")
+        if limit is not None and value > 1 and value > limit / 2:
+            raise ValueError(f"a burst of {value} is more than half of CUTOUT_RATE_LIMIT "
+                             f"({limit:g}): the calls after it would get less than half the "
+                             "rate; use at most half the limit (or 1)")
+        return value
+
+    @field_validator("rate_headroom")
+    @classmethod
+    def _headroom_within_bounds(cls, value: float, info: ValidationInfo) -> float:
+        low, high = info.data.get("rate_headroom_min"), info.data.get("rate_headroom_max")
+        if low is not None and high is not None and not low <= value <= high:
+            raise ValueError(f"must lie between CUTOUT_RATE_HEADROOM_MIN ({low:g}) and "
+                             f"CUTOUT_RATE_HEADROOM_MAX ({high:g})")
         return value
 
     @field_validator("webhook_secret")

@@ -35,6 +35,8 @@ _FLAGS: dict[str, tuple[str, type, str]] = {
     "--fault-slow-s": ("fault_slow_s", float, "how long a held-back answer waits"),
     "--fault-task-error": ("fault_task_error", float, "fraction of tasks that end in Error"),
     "--fault-result-5xx": ("fault_result_5xx", float, "fraction of result downloads given 503"),
+    "--fault-result-slow-s": ("fault_result_slow_s", float,
+                              "seconds every result download waits before its answer"),
     "--fault-status-after": ("fault_status_after", float,
                              "fraction of calls processed, then answered with a gateway error"),
     "--fault-status-after-code": ("fault_status_after_code", int,

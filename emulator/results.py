@@ -35,6 +35,8 @@ async def serve_result(request: Request) -> Response:
     if state.dice(state.config.faults.result_5xx):
         ledger.downloads_refused += 1
         return _text(503, "service busy (injected fault)")
+    if state.config.faults.result_slow_s:
+        await asyncio.sleep(state.config.faults.result_slow_s)  # a distant CDN
     try:
         png = await _rendered(state, task)
     except Exception:

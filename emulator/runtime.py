@@ -25,6 +25,7 @@ class Faults:
     slow_s: float = 0.0
     task_error: float = 0.0
     result_5xx: float = 0.0
+    result_slow_s: float = 0.0
     status_after: float = 0.0
     status_after_code: int = 502
     bad_detail: float = 0.0
@@ -86,6 +87,7 @@ class FaultsPatch(_Patch):
     slow_s: NonNegative | None = None
     task_error: Fraction | None = None
     result_5xx: Fraction | None = None
+    result_slow_s: NonNegative | None = None
     status_after: Fraction | None = None
     status_after_code: Literal[500, 502, 503, 504] | None = None
     bad_detail: Fraction | None = None

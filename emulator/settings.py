@@ -58,6 +58,8 @@ class EmulatorSettings(BaseSettings):
     fault_slow_s: float = Field(default=0.0, ge=0)
     fault_task_error: Rate = 0.0  # accepted tasks that end in Error
     fault_result_5xx: Rate = 0.0  # result downloads answered HTTP 503
+    # every result download waits this long before its answer (a distant, slow CDN)
+    fault_result_slow_s: float = Field(default=0.0, ge=0)
     # process the call (a submit is paid), then answer fault_status_after_code with a gateway's
     # plain-text body instead of the API's answer (a proxy that lost the upstream's answer)
     fault_status_after: Rate = 0.0

@@ -103,15 +103,18 @@ class PicpikClient:
         mime: str,
         options: RemoveBackgroundOptions | Mapping[str, Any],
         request_uuid: str,
+        before_send: Callable[[], None] | None = None,
     ) -> RemoveBackgroundResponse:
-        """Submit one image; the answer holds the TaskUID to poll. `request_uuid` is the job id."""
+        """Submit one image; the answer holds the TaskUID to poll. `request_uuid` is the job id.
+        `before_send` runs once the body is signed, right before the request goes out (the
+        rate limiter's wait for the call's start)."""
         checked = self._check_submission(image, mime, options, request_uuid)
         params = {**self._common("RemoveBackground", request_uuid), "request_uuid": request_uuid,
                   **checked.to_params()}
         prefix = f"data:{mime};base64," if self._settings.raw_image_data_uri else ""
         body = build_signed_body(params, self._private_key(request_uuid), large_name="RawImage",
                                  large_prefix=prefix, large_bytes=image)
-        answer = self._call("RemoveBackground", body, request_uuid)
+        answer = self._call("RemoveBackground", body, request_uuid, before_send)
         task_uid = answer.get("TaskUID")
         if not isinstance(task_uid, str) or not task_uid:
             raise malformed_answer("RemoveBackground", "RetCode 0 without a TaskUID", request_uuid)
@@ -121,9 +124,11 @@ class PicpikClient:
         )
 
     def list_tasks_details(
-        self, task_uids: Sequence[str], *, request_uuid: str | None = None
+        self, task_uids: Sequence[str], *, request_uuid: str | None = None,
+        before_send: Callable[[], None] | None = None,
     ) -> list[TaskDetail]:
-        """The details of many tasks in one call (up to MAX_TASK_UIDS_PER_CALL)."""
+        """The details of many tasks in one call (up to MAX_TASK_UIDS_PER_CALL); `before_send`
+        as for remove_background."""
         if isinstance(task_uids, str | bytes):
             raise InvalidInput("must be a list of TaskUIDs, not one string", field="TaskUIDList")
         try:
@@ -131,7 +136,7 @@ class PicpikClient:
         except ValidationError as exc:
             raise invalid_input_from(exc) from exc
         answer = self._call_small("ListTasksDetails", {"TaskUIDList": request.task_uids},
-                                  request_uuid)
+                                  request_uuid, before_send)
         items = answer.get("TaskDetailList") or []
         try:
             return [TaskDetail.from_api(item) for item in items]
@@ -161,7 +166,8 @@ class PicpikClient:
     # --- one call ---
 
     def _call_small(
-        self, action: str, extra: Mapping[str, Any], request_uuid: str | None
+        self, action: str, extra: Mapping[str, Any], request_uuid: str | None,
+        before_send: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
         params: dict[str, Any] = {**self._common(action, request_uuid), **extra}
         if request_uuid:
@@ -169,9 +175,12 @@ class PicpikClient:
         # Signed over the very dict that is serialised, so both sides see the same values.
         signature = sign(params, self._private_key(request_uuid))
         body = json.dumps({**params, "Signature": signature}, separators=(",", ":")).encode()
-        return self._call(action, body, request_uuid)
+        return self._call(action, body, request_uuid, before_send)
 
-    def _call(self, action: str, body: bytes | bytearray, job_id: str | None) -> dict[str, Any]:
+    def _call(self, action: str, body: bytes | bytearray, job_id: str | None,
+              before_send: Callable[[], None] | None = None) -> dict[str, Any]:
+        if before_send is not None:
+            before_send()
         try:
             answer = self._call_once(action, body, job_id)
         except CutoutError as exc:

@@ -1,58 +1,111 @@
-"""The poll queue's task: `cutout.poll`, one self-rescheduling loop that polls due TaskUIDs
-in batches (finished jobs go on the collect schedule, for the collectors). It runs while jobs
-wait to be polled; each worker's upkeep thread starts it again should it die."""
+"""The poll loop: rounds that poll due TaskUIDs in batches (finished jobs go on the collect
+schedule, for the collectors). The rounds run in a thread of each worker's main process (the
+Poller), never in the prefork pool, so a slow ListTasksDetails answer never holds a process
+that submits, whatever `-c` the worker has (DESIGN.md rule 8).
+
+One round at a time in the whole cluster: the tick marker in Redis says when the next round is
+due, and the first poller to see it due takes it (a running round's tick starts with `run-`;
+a round whose worker died is taken over once it is overdue by a call's lease). A round plans
+the next, or ends the loop when no job waits; a submit that lands, a producer and each worker's
+upkeep start it again (`ensure_poll_loop`: one Lua call, no message).
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 import uuid
 from typing import Any
 
 from config import Settings
 from config.timing import max_countdown_s
 from tasks.celery_app import app
-from tasks.limits.limiter import TokenWait
+from tasks.limits.limiter import TokenWait, call_lease_s
 from tasks.retrying import TASK_OPTIONS
 from tasks.stages.poll import poll_batch
-from tasks.stages.runtime import Runtime, runtime
+from tasks.stages.runtime import Runtime
 from tasks.store.schedule import TickMarker
 
-__all__ = ["ensure_poll_loop", "poll"]
+__all__ = ["Poller", "ensure_poll_loop", "poll"]
+
+log = logging.getLogger(__name__)
 
 NEVER_S = 1e9  # a slack no planned loop exceeds
+RUNNING = "run-"  # the prefix of a tick whose round is running
+LOOK_EVERY_S = 0.2  # the longest a poller sleeps between looks at the marker
+ERROR_WAIT_S = 1.0  # pause after Redis failed to answer
 
 
 @app.task(name="cutout.poll", ignore_result=True, **TASK_OPTIONS)
 def poll(self: Any, tick_id: str) -> dict[str, Any]:
-    """Poll one batch of due jobs, then schedule the next round (or stop when none wait)."""
-    rt = runtime()
-    if not rt.ticks.owns_or_adopts(tick_id, _marker_ttl(rt.settings, 0)):
-        return {"stale": True}  # another loop runs; this message is a leftover
-    try:
-        result = poll_batch(rt)
-    except TokenWait as exc:
-        _next_round(rt, tick_id, exc.retry_in_s)
-        return {"waiting": exc.retry_in_s}
-    except Exception:
-        # The loop must outlive any one failure: plan the next round, then let Celery record
-        # (and maybe retry) this one; a retried message finds itself stale and stops.
-        _next_round(rt, tick_id, rt.settings.poll_max_interval_s)
-        raise
-    _next_round(rt, tick_id, None)
-    return {"calls": result.calls, "finished": result.finished, "failed": result.failed,
-            "pending": result.pending}
+    """Kept for messages an older version sent: polling now runs in the workers' Pollers."""
+    return {"stale": True}
 
 
 def ensure_poll_loop(settings: Settings, ticks: TickMarker, *, sooner: bool = True) -> None:
-    """Start the poll loop unless one runs that will poll within about poll_interval_s
-    (one Lua call; a loop long overdue is replaced, and with `sooner` one sleeping longer too).
-    """
-    tick_id = uuid.uuid4().hex
+    """Plan a round unless one is planned within about poll_interval_s (one Lua call; a loop
+    long overdue is replaced, and with `sooner` one planned later too)."""
     countdown = min(settings.poll_interval_s, max_countdown_s(settings))
     grace = 2 * countdown + 5  # a loop overdue by this much most likely died with its worker
     slack = countdown / 2 if sooner else NEVER_S
-    if ticks.start(tick_id, countdown, _marker_ttl(settings, countdown), slack_s=slack,
-                   grace_s=grace):
-        poll.apply_async((tick_id,), countdown=countdown)
+    ticks.start(uuid.uuid4().hex, countdown, _marker_ttl(settings, countdown), slack_s=slack,
+                grace_s=grace)
+
+
+class Poller:
+    """One thread of a worker's main process that runs the poll rounds that fall due."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="cutout-poller", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.once()
+            except Exception:  # the marker stays: its lease runs out and a poller retakes it
+                log.exception("poll round failed; trying again")
+                time.sleep(ERROR_WAIT_S)
+
+    def once(self) -> bool:
+        """Run the round that is due, if any and if this poller takes it first; else wait a
+        moment. True when a round ran."""
+        planned = self.rt.ticks.peek()
+        wait = LOOK_EVERY_S if planned is None else self._due_in(*planned)
+        if wait > 0:
+            time.sleep(min(wait, LOOK_EVERY_S))
+            return False
+        assert planned is not None
+        mine = RUNNING + uuid.uuid4().hex
+        if not self.rt.ticks.hand_over(planned[0], mine, 0.0,
+                                       _marker_ttl(self.rt.settings, self._lease_s())):
+            return False  # another poller took it
+        run_round(self.rt, mine)
+        return True
+
+    def _due_in(self, tick_id: str, in_s: float) -> float:
+        # A running round is someone else's until it is overdue by a call's lease.
+        return in_s + self._lease_s() if tick_id.startswith(RUNNING) else in_s
+
+    def _lease_s(self) -> float:
+        return call_lease_s(self.rt.settings) + 5
+
+
+def run_round(rt: Runtime, tick_id: str) -> None:
+    """Poll one batch of due jobs, then plan the next round (or stop when none wait)."""
+    try:
+        poll_batch(rt)
+    except TokenWait as exc:
+        _next_round(rt, tick_id, exc.retry_in_s)
+        return
+    except Exception:
+        # The loop must outlive any one failure: plan the next round, then report this one.
+        _next_round(rt, tick_id, rt.settings.poll_max_interval_s)
+        raise
+    _next_round(rt, tick_id, None)
 
 
 def _next_round(rt: Runtime, tick_id: str, wait_s: float | None) -> None:
@@ -70,11 +123,8 @@ def _next_round(rt: Runtime, tick_id: str, wait_s: float | None) -> None:
     else:  # gather more due jobs into the next call rather than polling each on its own
         countdown = max(first, s.poll_interval_s)
     countdown = min(countdown, max_countdown_s(s))
-    new_id = uuid.uuid4().hex
-    if rt.ticks.hand_over(tick_id, new_id, countdown, _marker_ttl(s, countdown)):
-        poll.apply_async((new_id,), countdown=countdown)
+    rt.ticks.hand_over(tick_id, uuid.uuid4().hex, countdown, _marker_ttl(s, countdown))
 
 
 def _marker_ttl(settings: Settings, countdown: float) -> float:
     return countdown + settings.task_time_limit_s + 10
-

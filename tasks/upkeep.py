@@ -8,9 +8,10 @@ Every HEARTBEAT_S it
   closes);
 - every SWEEP_EVERY_S, one worker at a time sweeps (`tasks/stages/sweep.py`): jobs whose lease
   lapsed, stale jobs, jobs off their schedule;
-- every CUTOUT_POLL_MAX_INTERVAL_S, makes sure the poll loop runs (one Lua call).
+- every CUTOUT_POLL_MAX_INTERVAL_S, makes sure a poll round is planned (one Lua call).
 
-The worker_ready handler below also starts the collectors (`tasks/collector.py`).
+The worker_ready handler below also starts the collectors (`tasks/collector.py`) and the
+poller (`tasks/poll.py`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from config import get_settings
 from tasks.celery_app import app
 from tasks.collector import Collector
 from tasks.messages import send_jobs
-from tasks.poll import ensure_poll_loop
+from tasks.poll import Poller, ensure_poll_loop
 from tasks.stages.runtime import Runtime
 from tasks.stages.sweep import sweep
 from tasks.store.workers import WorkerRegistry
@@ -132,6 +133,7 @@ def _start_worker_threads(sender: Any = None, **_: Any) -> None:
     if warning:
         log.warning(warning)
     Collector(rt, settings.collect_threads).start()
+    Poller(Runtime.build(settings)).start()  # its own HTTP session: one per thread that calls
     upkeep = Upkeep(rt, app, getattr(sender, "hostname", None) or f"worker-{id(rt)}")
     ensure_poll_loop(settings, rt.ticks)  # a (re)started worker makes sure the loop runs
     upkeep.start()

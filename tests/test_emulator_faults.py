@@ -175,6 +175,19 @@ def test_an_injected_result_fault_answers_503_and_the_next_download_succeeds(
     assert requests.get(url, timeout=10).status_code == 200
 
 
+def test_slow_result_downloads_wait_before_answering_while_api_calls_do_not(
+    emulator: EmulatorProcess
+) -> None:
+    emulator.configure(queue_s=0, run_s=0, faults={"result_slow_s": 0.5})
+    uid = emulator.call("RemoveBackground", {"RawImage": image_data_uri()}).json()["TaskUID"]
+    url = emulator.call("ListTasksDetails", {"TaskUIDList": [uid]}).json()[
+        "TaskDetailList"][0]["ImgList"][0]
+    started = time.monotonic()
+    assert requests.get(url, timeout=10).status_code == 200
+    assert time.monotonic() - started >= 0.5  # the held download waited at least that long
+    assert emulator.call("ListTasksDetails", {"TaskUIDList": [uid]}).json()["RetCode"] == 0
+
+
 def test_a_fault_fraction_hits_about_that_share_of_calls(emulator: EmulatorProcess) -> None:
     emulator.configure(faults={"error_5xx": 0.5})
     codes = Counter(retcode(emulator) for _ in range(200))

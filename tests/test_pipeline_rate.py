@@ -7,6 +7,7 @@ always arrive late)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,25 @@ def test_sixteen_processes_pay_each_job_once_and_are_almost_never_throttled(
     assert _paid_once_each(submits, ids)
     # Zero is the aim (the benchmark shows it); a machine under load may see a stray one.
     assert throttled < 0.01 * _all_calls(stats), stats
+
+
+def test_a_backlog_logs_one_info_line_per_job_and_no_warning_for_waiting(
+        pipeline: Pipeline, emulator: EmulatorProcess) -> None:
+    emulator.configure(rate_limit=L)
+    before = [len(w.log_text()) for w in pipeline.workers]
+    files = write_pngs(pipeline.inputs / "quiet", 40, prefix="q")
+    ids = api.enqueue_many([str(p) for p in files], batch="quiet", settings=pipeline.settings)
+    records = api.wait(ids, timeout_s=120, settings=pipeline.settings)
+
+    assert {r.state for r in records.values()} == {JobState.SUCCEEDED}
+    logs = "".join(w.log_text()[start:] for w, start in zip(pipeline.workers, before,
+                                                             strict=True))
+    # Sixteen processes and a backlog: most messages waited for a token, some many times.
+    print(f"\n{logs.count('] received')} deliveries for {len(ids)} jobs")
+    assert "WARNING" not in logs and "Traceback" not in logs, logs[-3000:]
+    assert "waits for an API token" not in logs  # normal waiting: DEBUG at most
+    for job_id in ids:
+        assert len(re.findall(rf"INFO.*job {job_id} succeeded", logs)) == 1, job_id
 
 
 def test_when_the_api_allows_less_than_configured_the_limiter_adapts_and_all_succeed(

@@ -3,9 +3,16 @@
 GCRA with reservations: a caller that may wait up to `max_wait_s` is given its exact start
 time (so callers never race for the same token), one that would wait longer gets no token
 and is told when to come back (its message goes back to its queue without burning a retry).
-Every API call takes a token (submits and polls). A cap on calls in flight sits beside it.
-When the API throttles anyway, the rate drops for everyone by `throttle_backoff_factor` and
-climbs back linearly over `throttle_recovery_s`.
+Every API call takes a token (submits and polls), together with one of the in-flight slots in
+the same script: a token is only ever taken by a caller that may leave at its start, so no call
+leaves at another time (slots freeing at once release no burst).
+
+Burst: `rate_burst` calls may leave together; the spacing after them is that of
+L - (burst - 1) calls per second, so any one-second window still holds at most L calls.
+Headroom: every call records how late it left against its start; the rate is L x (1 - h), h
+just above the recent p99 of that lateness (within CUTOUT_RATE_HEADROOM_MIN/_MAX).
+When the API throttles anyway, each throttle answer lowers the rate for everyone by
+`throttle_backoff_factor`, and it climbs back linearly over `throttle_recovery_s`.
 """
 
 from __future__ import annotations
@@ -14,76 +21,23 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import redis
 
 from config import Settings
 from picpik.errors import RetryableError
+from tasks.limits.scripts import ACQUIRE, RECORD_LATENESS, RESERVE, THROTTLED
 from tasks.store.ledger import redis_now
 
-__all__ = ["Limiter", "TokenWait", "call_lease_s"]
+__all__ = ["Grant", "Limiter", "TokenWait", "call_lease_s"]
 
-MIN_FACTOR = 0.05  # the rate never drops below 5% of the configured one
 IN_FLIGHT_LEASE_S = 60.0  # the shortest an in-flight slot is held before it frees itself
-
-_FACTOR = """
-local function factor(st, now, recovery)
-  local f0 = tonumber(st[2])
-  local t0 = tonumber(st[3])
-  if not f0 or not t0 then return 1.0 end
-  return math.min(1.0, f0 + (1.0 - f0) * (now - t0) / recovery)
-end
-local function clock()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
-"""
-
-# KEYS: state hash. ARGV: rate, burst, max_wait, recovery, take (1) or only look (0).
-# Returns {granted, delay or retry_in, Redis time now}.
-_RESERVE = _FACTOR + """
-local now = clock()
-local st = redis.call('HMGET', KEYS[1], 'tat', 'factor', 'throttled_at')
-local rate = tonumber(ARGV[1]) * factor(st, now, tonumber(ARGV[4]))
-local T = 1.0 / rate
-local tat = math.max(tonumber(st[1]) or now, now)
-local start = math.max(now, tat - (tonumber(ARGV[2]) - 1) * T)
-local delay = start - now
-local stamp = string.format('%.6f', now)
-if delay > tonumber(ARGV[3]) then
-  return {0, string.format('%.6f', delay - tonumber(ARGV[3])), stamp}
-end
-if ARGV[5] == '0' then return {1, string.format('%.6f', delay), stamp} end
-redis.call('HSET', KEYS[1], 'tat', string.format('%.6f', tat + T))
-return {1, string.format('%.6f', delay), stamp}
-"""
-
-# KEYS: state hash. ARGV: rate, backoff factor, recovery, retry_after (0 = none).
-# Returns the new rate factor.
-_THROTTLED = _FACTOR + """
-local now = clock()
-local st = redis.call('HMGET', KEYS[1], 'tat', 'factor', 'throttled_at')
-local f = factor(st, now, tonumber(ARGV[3]))
-local t0 = tonumber(st[3])
--- One burst of throttled answers is one signal: lower the rate at most once a second.
-if t0 and now - t0 < 1.0 then return string.format('%.4f', f) end
-local nf = math.max(""" + str(MIN_FACTOR) + """, f * tonumber(ARGV[2]))
-local pause = math.max(tonumber(ARGV[4]), 1.0 / (tonumber(ARGV[1]) * nf))
-local tat = math.max(tonumber(st[1]) or now, now + pause)
-redis.call('HSET', KEYS[1], 'factor', string.format('%.6f', nf),
-           'throttled_at', string.format('%.6f', now), 'tat', string.format('%.6f', tat))
-return string.format('%.4f', nf)
-"""
-
-# KEYS: in-flight sorted set. ARGV: cap, lease id, lease ttl. Returns 1 when a slot was taken.
-_SLOT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
-return 1
-"""
+SLOT_RECHECK_S = 0.02  # how often a caller without a free in-flight slot looks again
+LATENESS_KEPT = 500  # the recent samples the headroom follows
+LATENESS_EVERY = 10  # the headroom is recomputed every this many samples
+LATENESS_NEEDED = 50  # samples before the measured headroom replaces CUTOUT_RATE_HEADROOM
+LATENESS_MARGIN = 1.25  # headroom = this x the p99 lateness (a share of a one-second window)
 
 
 def call_lease_s(settings: Settings) -> float:
@@ -103,6 +57,23 @@ class TokenWait(RetryableError):
         self.retry_in_s = retry_in_s
 
 
+@dataclass
+class Grant:
+    """One call's token: its start on Redis's clock (and on this process's, the latest local
+    time the clock estimate allows, so a caller is never early) and how late it left."""
+
+    start: float
+    start_local: float = 0.0
+    late_s: float | None = None  # None until the caller left
+
+    def leave(self) -> None:
+        """Sleep to the start, then note how late this is: call it right before the request
+        goes out (after any work the call needs, so that work is not lateness)."""
+        if self.late_s is None:
+            time.sleep(max(0.0, self.start_local - time.time()))
+            self.late_s = max(0.0, time.time() - self.start_local)
+
+
 class Limiter:
     """The rate and in-flight limits of one PublicKey, shared through Redis."""
 
@@ -112,32 +83,54 @@ class Limiter:
         key = settings.public_key or "default"
         self.state_key = f"cutout:limiter:{key}"
         self.inflight_key = f"cutout:limiter:{key}:inflight"
-        self._reserve = client.register_script(_RESERVE)
-        self._throttled = client.register_script(_THROTTLED)
-        self._slot = client.register_script(_SLOT)
+        self.lateness_key = f"cutout:limiter:{key}:lateness"
+        self._reserve = client.register_script(RESERVE)
+        self._acquire = client.register_script(ACQUIRE)
+        self._throttled = client.register_script(THROTTLED)
+        self._record = client.register_script(RECORD_LATENESS)
         self._clock = RedisClock()
+
+    @property
+    def spaced_limit(self) -> float:
+        """The calls per second after a burst: L - (burst - 1), so that a burst and the calls
+        spaced after it never put more than L calls into one second."""
+        return self.settings.rate_limit - (self.settings.rate_burst - 1)
+
+    def headroom(self) -> float:
+        """The share of the spaced limit left unused now: measured, or the starting value."""
+        measured = self.redis.hget(self.state_key, "headroom")
+        return float(measured) if measured else self.settings.rate_headroom
 
     @property
     def rate(self) -> float:
         """The calls per second the limiter hands out when the API has not throttled."""
-        return self.settings.rate_limit * (1.0 - self.settings.rate_headroom)
+        return self.spaced_limit * (1.0 - self.headroom())
+
+    def _token_args(self, max_wait_s: float) -> list[float]:
+        s = self.settings
+        return [self.spaced_limit, s.rate_burst, max_wait_s, s.throttle_recovery_s,
+                s.rate_headroom]
 
     def reserve(self, max_wait_s: float, *, take: bool = True) -> float:
-        """Take a token that starts within max_wait_s; return the delay until it starts.
-        Raises TokenWait (no token taken) when the next free start is further away.
-        With take=False only look: would a token be free within max_wait_s now?"""
-        return self._reserve_slot(max_wait_s, take)[0]
+        """Take a token that starts within max_wait_s (no in-flight slot); return the delay
+        until it starts. Raises TokenWait (no token taken) when the next free start is further
+        away. With take=False only look: would a token be free within max_wait_s now?"""
+        delay, _ = self._token(max_wait_s, take)
+        return delay
 
-    def _reserve_slot(self, max_wait_s: float, take: bool) -> tuple[float, float]:
-        """(delay as the script saw it, the start on this process's wall clock)."""
-        args = [self.rate, self.settings.rate_burst, max_wait_s, self.settings.throttle_recovery_s,
-                int(take)]
+    def token(self, max_wait_s: float) -> Grant:
+        """Take a token (no in-flight slot) and return it with its start on Redis's clock."""
+        delay, now = self._token(max_wait_s, True)
+        return Grant(start=now + delay, start_local=self._clock.local(now + delay))
+
+    def _token(self, max_wait_s: float, take: bool) -> tuple[float, float]:
         sent = time.time()
-        granted, delay, redis_now = self._reserve(keys=[self.state_key], args=args)
-        self._clock.observe(sent, float(redis_now), time.time())
+        granted, delay, now = self._reserve(keys=[self.state_key],
+                                            args=[*self._token_args(max_wait_s), int(take)])
+        self._clock.observe(sent, float(now), time.time())
         if not int(granted):
             raise TokenWait(float(delay))
-        return float(delay), self._clock.local(float(redis_now) + float(delay))
+        return float(delay), float(now)
 
     def throttled(self, retry_after_s: float | None = None) -> float:
         """Tell every process the API throttled us; return the new rate factor. A Retry-After
@@ -157,30 +150,64 @@ class Limiter:
         f = float(f0)
         return min(1.0, f + (1.0 - f) * (now - float(t0)) / self.settings.throttle_recovery_s)
 
+    def record_lateness(self, late_s: float) -> float | None:
+        """Add one call's lateness to the recent samples; return the headroom in force (None
+        while too few samples were measured)."""
+        headroom = self._record(keys=[self.lateness_key, self.state_key],
+                                args=self._lateness_args(late_s))
+        return float(headroom) if headroom else None
+
+    def _lateness_args(self, late_s: float) -> list[float | int]:
+        s = self.settings
+        return [round(max(0.0, late_s), 6), LATENESS_KEPT, LATENESS_EVERY, LATENESS_NEEDED,
+                LATENESS_MARGIN, s.rate_headroom_min, s.rate_headroom_max]
+
     @contextmanager
-    def call(self, max_wait_s: float, lease_s: float | None = None) -> Iterator[None]:
-        """Wait for a token (at most max_wait_s, else TokenWait) and a free in-flight slot,
-        then run the body: one API call. The slot is held for at most lease_s, which is also
-        the longest wait for one (by default a minute, longer when the call may take longer)."""
+    def call(self, max_wait_s: float, lease_s: float | None = None, *,
+             leave: bool = True) -> Iterator[Grant]:
+        """Take an in-flight slot and a token starting within max_wait_s (else TokenWait),
+        then run the body: one API call. With leave=True the body runs at the token's start;
+        with leave=False it runs at once and must call `grant.leave()` right before its
+        request goes out (the API client's `before_send`), so that the work it does first
+        (durable writes, signing) happens while it waits instead of making it late. The slot
+        is held for at most lease_s, which is also the longest wait for one (by default a
+        minute, longer when the call may take longer)."""
         if lease_s is None:
             lease_s = max(IN_FLIGHT_LEASE_S, call_lease_s(self.settings))
-        # The start is a time on Redis's clock, shared by every process: a process held up
-        # after the answer still leaves at its start, not a moment later than its neighbours.
-        _, start = self._reserve_slot(max_wait_s, take=True)
-        time.sleep(max(0.0, start - time.time()))
-        # Only calls actually open count as in flight: a slot held while sleeping for a start
-        # would make the next caller miss its own start and bunch up with the one after.
         lease = uuid.uuid4().hex
-        deadline = time.time() + lease_s
-        while not self._slot(keys=[self.inflight_key],
-                             args=[self.settings.max_in_flight, lease, lease_s]):
-            if time.time() > deadline:
-                raise TokenWait(0.5)
-            time.sleep(0.005)  # calls in flight end within their timeout; this wait is short
+        grant = self._acquire_slot_and_token(max_wait_s, lease, lease_s)
         try:
-            yield
+            if leave:
+                grant.leave()
+            yield grant
         finally:
-            self.redis.zrem(self.inflight_key, lease)
+            pipe = self.redis.pipeline(transaction=False)
+            if grant.late_s is not None:
+                self._record(keys=[self.lateness_key, self.state_key],
+                             args=self._lateness_args(grant.late_s), client=pipe)
+            pipe.zrem(self.inflight_key, lease)
+            pipe.execute()
+
+    def _acquire_slot_and_token(self, max_wait_s: float, lease: str, lease_s: float) -> Grant:
+        args: list[float | str] = [*self._token_args(max_wait_s), self.settings.max_in_flight,
+                                   lease, lease_s]
+        deadline = time.monotonic() + lease_s
+        while True:
+            sent = time.time()
+            status, value, now = self._acquire(keys=[self.state_key, self.inflight_key],
+                                               args=args)
+            self._clock.observe(sent, float(now), time.time())
+            if int(status) == 1:
+                # A time on Redis's clock, shared by every process: a process held up after
+                # the answer still leaves at its start, not a moment later than its neighbours.
+                start = float(now) + float(value)
+                return Grant(start=start, start_local=self._clock.local(start))
+            if int(status) == 0:
+                raise TokenWait(float(value))
+            # No free slot: nothing was taken. Calls in flight end within their timeout.
+            if time.monotonic() > deadline:
+                raise TokenWait(0.5)
+            time.sleep(SLOT_RECHECK_S)
 
 
 class RedisClock:
@@ -202,4 +229,7 @@ class RedisClock:
             self._error_s, self._seen_at = error, received
 
     def local(self, redis_time: float) -> float:
-        return redis_time - self.offset_s
+        """The local time at which Redis's clock surely reads redis_time or later: the offset's
+        uncertainty (half the round trip it was measured with) is added, so a caller sleeping
+        until then is never early, only late by at most that much (which it then measures)."""
+        return redis_time - self.offset_s + self._error_s

@@ -78,7 +78,9 @@ def _try_again(rt: Runtime, record: JobRecord, exc: Exception) -> JobState | Non
                        f"gave up after {attempts} attempts: {reason}", None)
     s = rt.settings
     delay = retry_delay(attempts - 1, s.retry_base_delay_s, s.retry_max_delay_s)
-    log.warning("job %s: collect attempt %d failed (%s); again in %.1f s",
+    # Retried by itself: information, not something to act on (the job's failure, if it comes
+    # to that, is its own line).
+    log.info("job %s: collect attempt %d failed (%s); again in %.1f s",
                 record.job_id, attempts, reason, delay)
     _, state = rt.ledger.transition(
         record.job_id, [JobState.SUBMITTED], JobState.SUBMITTED, increment="collect_attempts",

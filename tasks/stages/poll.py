@@ -46,14 +46,15 @@ def poll_batch(rt: Runtime) -> PollResult:
     if not due:
         return result
     s = rt.settings
-    with rt.limiter.call(TOKEN_WAIT_S):
+    # The claims below happen while the token's start comes; the request leaves at it.
+    with rt.limiter.call(TOKEN_WAIT_S, leave=False) as grant:
         ids = rt.schedule.claim_due(s.poll_batch_size, call_lease_s(s))
         jobs = _within_cap(rt, _submitted(rt, ids))
         if not jobs:
             return result
         result.calls = 1
         try:
-            details = rt.client.list_tasks_details(list(jobs))
+            details = rt.client.list_tasks_details(list(jobs), before_send=grant.leave)
         except CutoutError as exc:
             _poll_failed(rt, list(jobs.values()), exc, result)
             return result
@@ -90,7 +91,10 @@ def _poll_failed(rt: Runtime, records: list[JobRecord], exc: CutoutError,
     if isinstance(exc, Throttled):
         rt.limiter.throttled(exc.retry_after_s)
     suspect = isinstance(exc, PermanentError | MalformedAnswer)
-    log.warning("ListTasksDetails for %d tasks failed (%s)", len(records), exc)
+    # A throttle, a 5xx or a timeout is asked again by itself (INFO); an answer the client
+    # cannot read or that refuses the call is worth an operator's look.
+    log.log(logging.WARNING if suspect else logging.INFO,
+            "ListTasksDetails for %d tasks failed (%s)", len(records), exc)
     later = []
     for record in records:
         if _past_deadline(rt, record):

@@ -95,14 +95,17 @@ def prepare(rt: Runtime, record: JobRecord) -> tuple[bytes, str, RemoveBackgroun
 def _call(rt: Runtime, job_id: str, owner: str, image: bytes, mime: str,
           options: RemoveBackgroundOptions) -> SubmitOutcome:
     # From the recorded start of the call to its recorded TaskUID, a stop signal waits: a
-    # process stopped in between would leave a paid call without its answer.
-    with stop_signals_deferred(), rt.limiter.call(TOKEN_WAIT_S):
+    # process stopped in between would leave a paid call without its answer. The start's
+    # durable write and the signing happen while the token's start comes; the request leaves
+    # at it (before_send).
+    with stop_signals_deferred(), rt.limiter.call(TOKEN_WAIT_S, leave=False) as grant:
         if not begin_call(rt.ledger, job_id, owner, rt.durability):
             # Our lease ran out while this process stalled and another attempt took the job.
             return SubmitOutcome(job_id, retry_in_s=LOST_CLAIM_RECHECK_S)
         failpoint(rt.settings, rt.redis, "after_call_started")
         try:
-            answer = rt.client.remove_background(image, mime, options, request_uuid=job_id)
+            answer = rt.client.remove_background(image, mime, options, request_uuid=job_id,
+                                                 before_send=grant.leave)
         except Throttled as exc:
             rt.limiter.throttled(exc.retry_after_s)
             _release(rt, job_id, owner)

@@ -100,13 +100,26 @@ return 0
 """
 
 
+# KEYS: marker. Returns {tick id, seconds until it is planned (negative: overdue)} or {}.
+_PEEK = """
+local cur = redis.call('GET', KEYS[1])
+if not cur then return {} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local id, at = string.match(cur, '^(%S+) (%S+)$')
+return {id, string.format('%.6f', tonumber(at) - now)}
+"""
+
+
 class TickMarker:
-    """Who runs the poll loop: one self-rescheduling poll task at a time holds this marker."""
+    """When the next poll round is due, and who runs the loop: one round at a time holds
+    this marker (a poller thread of one worker)."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self._take = client.register_script(_TAKE)
         self._release = client.register_script(_RELEASE)
+        self._peek = client.register_script(_PEEK)
 
     def start(self, tick_id: str, delay_s: float, ttl_s: float, slack_s: float = 0.5,
               grace_s: float = 10.0) -> bool:
@@ -121,6 +134,12 @@ class TickMarker:
 
     def hand_over(self, old: str, new: str, delay_s: float, ttl_s: float) -> bool:
         return self._run(old, new, delay_s, ttl_s)
+
+    def peek(self) -> tuple[str, float] | None:
+        """(the planned tick, seconds until it is due, negative when overdue), or None when
+        no round is planned."""
+        found = self._peek(keys=[TICK_KEY])
+        return (str(found[0]), float(found[1])) if found else None
 
     def release(self, tick_id: str) -> None:
         self._release(keys=[TICK_KEY], args=[tick_id])
