@@ -191,6 +191,7 @@ async def _finish(state: EmulatorState, call: dict[str, Any]) -> None:
     faults = state.config.faults
     slow = call["outcome"] not in _DROPPED and state.dice(faults.slow_rate)
     call["slow"] = slow
+    call["took_s"] = round(time.time() - call["t"], 6)  # the answer time, before any held-back
     state.record(call, time.monotonic())  # calls are recorded in the order of their times
     if slow:
         state.ledger(call["key"]).slow_answers += 1

@@ -41,9 +41,30 @@ _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json
 _DOWNLOAD_CHUNK_BYTES = 64 * 1024
 
 
+class _Session(requests.Session):
+    """A Session that reads the environment (proxy variables, no_proxy, CA bundle) once per
+    scheme and host rather than on every request: requests scans the whole environment each
+    time, a third of the CPU of a small call. A worker's environment does not change."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[tuple[Any, ...], Any] = {}
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any,
+                                   cert: Any) -> Any:
+        if proxies or not self.trust_env:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc, stream, verify, cert)
+        if key not in self._environment:
+            self._environment[key] = super().merge_environment_settings(url, proxies, stream,
+                                                                        verify, cert)
+        return self._environment[key].copy()
+
+
 def new_session() -> requests.Session:
     """A session that never resends a request by itself: a resent submit could be paid twice."""
-    session = requests.Session()
+    session = _Session()
     adapter = HTTPAdapter(max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

@@ -11,11 +11,13 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
 from celery import Celery
+from kombu import Producer
 from kombu.exceptions import OperationalError
 
 from config import Settings, get_settings
@@ -50,6 +52,7 @@ WAIT_POLL_S = 0.25
 _KEY_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://cutout.local/job-id")
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 RESULTS_KEPT_S = 23 * 3600  # the API keeps results 24 h; an hour to spare
+ENQUEUE_CHUNK = 1000  # jobs recorded in one round trip, then published, by enqueue_many
 
 
 def enqueue(
@@ -109,8 +112,7 @@ def enqueue_many(
     where: dict[str, Any] = {"batch": batch, "output_dir": output_dir,
                              "webhook_url": webhook_url, "force": force}
     if job_ids is None and idempotency_key is None:
-        ledger.create_many(jobs, params, **where)
-        publish(s, jobs)
+        _record_and_publish(s, ledger, jobs, params, where)
         return ids
     existing = {r.job_id: r for r in ledger.get_many(ids) if r is not None}
     field = "job_ids" if job_ids is not None else "idempotency_key"
@@ -118,11 +120,25 @@ def enqueue_many(
         if job_id in existing:
             _check_repeat(existing[job_id], ref, params, where, field)
     fresh = [(job_id, ref) for job_id, ref in jobs if job_id not in existing]
-    ledger.create_many(fresh, params, **where)
     # Jobs still ACCEPTED may never have been published (a producer that died in between).
     again = [(r.job_id, r.reference) for r in existing.values() if r.state is JobState.ACCEPTED]
-    publish(s, fresh + again)
+    _record_and_publish(s, ledger, fresh, params, where, again)
     return ids
+
+
+def _record_and_publish(settings: Settings, ledger: Ledger, jobs: list[tuple[str, str]],
+                        params: dict[str, Any], where: dict[str, Any],
+                        again: list[tuple[str, str]] | None = None) -> None:
+    """Record the jobs and publish their messages, a chunk at a time over one connection: one
+    round trip per chunk for the records, and a producer that dies in between leaves at most
+    one chunk recorded without its messages (the sweeper publishes those again)."""
+    with _producer(settings) as (app, producer):
+        for start in range(0, len(jobs), ENQUEUE_CHUNK):
+            chunk = jobs[start:start + ENQUEUE_CHUNK]
+            ledger.create_many(chunk, params, **where)
+            send_jobs(app, chunk, producer)
+        if again:
+            send_jobs(app, again, producer)
 
 
 def derive_job_ids(idempotency_key: str, count: int) -> list[str]:
@@ -282,11 +298,18 @@ def publish(settings: Settings, jobs: list[tuple[str, str]]) -> None:
     """One connection for the whole list; each message is the submit -> persist chain."""
     if not jobs:
         return
+    with _producer(settings) as (app, producer):
+        send_jobs(app, jobs, producer)
+
+
+@contextmanager
+def _producer(settings: Settings) -> Iterator[tuple[Celery, Producer]]:
+    """One broker connection and its producer for everything published in the block."""
     app = _producer_app(settings)
     with app.connection_for_write() as conn:
         refused = conn.connection_errors + conn.channel_errors
         try:
-            send_jobs(app, jobs, app.amqp.Producer(conn))
+            yield app, app.amqp.Producer(conn)
         except refused as exc:
             # e.g. RabbitMQ refusing the login or the vhost: one kind of error for callers,
             # as kombu already gives for a broker out of reach.

@@ -60,7 +60,7 @@ def _persist(rt: Runtime, submitted: dict[str, Any]) -> dict[str, Any]:
 
 def _ensure_record(rt: Runtime, job_id: str, reference: str, options: dict[str, Any],
                    batch: str | None, output_dir: str | None) -> None:
-    if rt.ledger.get(job_id) is not None:
+    if rt.ledger.exists(job_id):
         return
     try:
         params = parse_options(options).to_params()

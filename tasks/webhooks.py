@@ -36,7 +36,7 @@ def run_outbox(outbox: Outbox) -> None:
             if not started:
                 outbox.start()
                 started = True
-            outbox.step()
+            time.sleep(outbox.pause_s(outbox.step()))
         except Exception:
             log.exception("the outbox round failed (events, webhooks); trying again in %.0f s",
                           PAUSE_AFTER_ERROR_S)

@@ -25,6 +25,21 @@ __all__ = ["OutputStore", "output_names"]
 OWNED_TTL_S = 30 * 24 * 3600
 MAX_VARIANTS = 10_000
 
+# KEYS: the job's owned hash. ARGV: name, identity, ttl s. Adds the identity to the name's
+# (keeping the three before it) and renews the expiry: one round trip.
+_REMEMBER = """
+local ids = {}
+for id in string.gmatch(redis.call('HGET', KEYS[1], ARGV[1]) or '', '%S+') do
+  table.insert(ids, id)
+end
+local kept = {}
+for i = math.max(1, #ids - 2), #ids do table.insert(kept, ids[i]) end
+table.insert(kept, ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, ' '))
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
 
 def owned_key(job_id: str) -> str:
     """Hash: output name -> identities (space-separated) of the files this job wrote there."""
@@ -43,6 +58,7 @@ class OutputStore:
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
+        self._remember_script = client.register_script(_REMEMBER)
 
     def save(self, directory: Path, job_id: str, names: Sequence[str],
              images: Sequence[bytes]) -> list[str]:
@@ -83,12 +99,7 @@ class OutputStore:
         raise RuntimeError(f"no free output name for {name} in {directory}")
 
     def _remember(self, job_id: str, name: str, identity: str) -> None:
-        key = owned_key(job_id)
-        known = str(self.redis.hget(key, name) or "").split()
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(key, name, " ".join([*known[-3:], identity]))
-        pipe.expire(key, OWNED_TTL_S)
-        pipe.execute()
+        self._remember_script(keys=[owned_key(job_id)], args=[name, identity, OWNED_TTL_S])
 
 
 def _identity(st: os.stat_result) -> str:

@@ -63,7 +63,7 @@ def submit_job(rt: Runtime, job_id: str) -> SubmitOutcome:
         return SubmitOutcome(job_id, state=JobState.NEEDS_RECONCILIATION)
     if verdict.verdict != "claimed":
         return SubmitOutcome(job_id, state=verdict.state)
-    record = rt.ledger.get(job_id)
+    record = verdict.record
     assert record is not None  # claimed just now
     with rt.leases.holding(job_id, owner):
         failpoint(rt.settings, rt.redis, "after_claim")

@@ -19,19 +19,24 @@ WAITAOF, restarted since) the job is flagged as before.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
+
+import redis
+from redis.commands.core import Script
 
 from picpik.errors import CutoutError
 from tasks.store.durability import Durability
 from tasks.store.ledger import LEASES, OPEN_JOBS, Ledger, job_key
-from tasks.store.records import JobState
+from tasks.store.records import JobRecord, JobState
 
 __all__ = ["Claim", "ClaimLost", "begin_call", "claim", "mark_sent"]
 
 Verdict = Literal["claimed", "persist", "busy", "unknown", "done", "missing"]
 
 # KEYS: job hash, open-jobs index, lease index. ARGV: lease seconds, owner.
-# Returns {verdict, detail}: claimed; persist (TaskUID known); busy (seconds left on another
+# Returns {verdict, detail} (claimed: and the job's fields, so the caller reads it in the same
+# round trip): claimed; persist (TaskUID known); busy (seconds left on another
 # worker's lease); unknown (a call started, its lease ran out, no TaskUID); done (state);
 # missing.
 _RUN_ID = """
@@ -76,7 +81,7 @@ if state ~= 'SUBMITTING' and f[5] and f[5] ~= '' then
   redis.call('HINCRBY', counts, state, -1)
   redis.call('HINCRBY', counts, 'SUBMITTING', 1)
 end
-return {'claimed', ''}
+return {'claimed', '', redis.call('HGETALL', KEYS[1])}
 """
 
 # KEYS: job hash. ARGV: owner, 1 when every acknowledged write is on disk (then a `mark_sent`
@@ -118,12 +123,24 @@ class Claim:
     task_uid: str = ""
     busy_for_s: float = 0.0
     state: JobState | None = None
+    record: JobRecord | None = None  # claimed: the job as the claim left it
+
+
+@lru_cache(maxsize=8)
+def _scripts(client: redis.Redis) -> tuple[Script, Script, Script]:
+    """The scripts, registered once per client (not on every claim)."""
+    return (client.register_script(_CLAIM), client.register_script(_BEGIN_CALL),
+            client.register_script(_MARK_SENT))
 
 
 def claim(ledger: Ledger, job_id: str, lease_s: float, owner: str) -> Claim:
     """Try to take the job for one submit attempt, as `owner`, holding a lease of lease_s."""
-    script = ledger.redis.register_script(_CLAIM)
-    verdict, detail = script(keys=[job_key(job_id), OPEN_JOBS, LEASES], args=[lease_s, owner])
+    verdict, detail, *fields = _scripts(ledger.redis)[0](
+        keys=[job_key(job_id), OPEN_JOBS, LEASES], args=[lease_s, owner])
+    if verdict == "claimed":
+        flat = fields[0]
+        return Claim("claimed", record=JobRecord.from_hash(dict(zip(flat[::2], flat[1::2],
+                                                                    strict=True))))
     if verdict == "persist":
         return Claim("persist", task_uid=detail)
     if verdict == "busy":
@@ -136,7 +153,7 @@ def claim(ledger: Ledger, job_id: str, lease_s: float, owner: str) -> Claim:
 def begin_call(ledger: Ledger, job_id: str, owner: str, durability: Durability) -> bool:
     """Record that owner's call starts now, durably (on disk before this returns, where the
     server can promise it); False when the claim is no longer owner's."""
-    script = ledger.redis.register_script(_BEGIN_CALL)
+    script = _scripts(ledger.redis)[1]
     pipe = ledger.redis.pipeline(transaction=False)  # one connection: WAITAOF covers the write
     script(keys=[job_key(job_id)], args=[owner, int(durability.fsync_always)], client=pipe)
     durability.wait_on(pipe)
@@ -146,6 +163,5 @@ def begin_call(ledger: Ledger, job_id: str, owner: str, durability: Durability) 
 def mark_sent(ledger: Ledger, job_id: str, owner: str) -> None:
     """Record that owner's request leaves now; raises ClaimLost (send nothing) when the claim
     is no longer owner's."""
-    script = ledger.redis.register_script(_MARK_SENT)
-    if not script(keys=[job_key(job_id)], args=[owner]):
+    if not _scripts(ledger.redis)[2](keys=[job_key(job_id)], args=[owner]):
         raise ClaimLost("the claim was taken over before the request left", job_id=job_id)

@@ -183,33 +183,33 @@ class Ledger:
         """Record many (job_id, reference) pairs in one round trip. `force`: the jobs pay
         even for a cutout made before (no reuse, docs/costs.md)."""
         pipe = self.redis.pipeline(transaction=False)
+        shared = _shared_fields(options, batch, output_dir, webhook_url, force)
+        set_key = batch_key(batch) if batch else ""
+        counts = batch_counts_key(batch) if batch else ""
         for job_id, reference in jobs:
-            self._create_args(pipe, job_id, reference, options, batch, output_dir, webhook_url,
-                              force)
+            self._create(keys=[job_key(job_id), OPEN_JOBS],
+                         args=[set_key, counts, job_id, "job_id", job_id, "reference", reference,
+                               *shared], client=pipe)
         pipe.execute()
 
     def _create_args(self, target: Any, job_id: str, reference: str, options: Mapping[str, Any],
                      batch: str | None, output_dir: str | None, webhook_url: str | None,
                      force: bool = False) -> Any:
-        now = f"{time.time():.6f}"
-        fields = {
-            "job_id": job_id, "reference": reference, "options": json.dumps(dict(options)),
-            "batch": batch or "", "output_dir": output_dir or "", "state": JobState.ACCEPTED,
-            "attempts": "0", "created_at": now, "updated_at": now,
-        }
-        if webhook_url:
-            fields["webhook_url"] = webhook_url
-        if force:
-            fields["force"] = "1"
-        flat = [item for pair in fields.items() for item in pair]
         set_key = batch_key(batch) if batch else ""
         counts = batch_counts_key(batch) if batch else ""
         return self._create(keys=[job_key(job_id), OPEN_JOBS],
-                            args=[set_key, counts, job_id, *flat], client=target)
+                            args=[set_key, counts, job_id, "job_id", job_id, "reference",
+                                  reference, *_shared_fields(options, batch, output_dir,
+                                                             webhook_url, force)], client=target)
 
     def get(self, job_id: str) -> JobRecord | None:
         raw: dict[str, str] = self.redis.hgetall(job_key(job_id))  # type: ignore[assignment]
         return JobRecord.from_hash(raw) if _whole(raw) else None
+
+    def exists(self, job_id: str) -> bool:
+        """Whether the job exists (a whole record, as `get` would return), without reading it."""
+        job, state = self.redis.hmget(job_key(job_id), ["job_id", "state"])
+        return bool(job and state)
 
     def get_many(self, job_ids: Iterable[str]) -> list[JobRecord | None]:
         pipe = self.redis.pipeline(transaction=False)
@@ -295,6 +295,23 @@ class Ledger:
         entries: list[tuple[str, dict[str, str]]] = self.redis.xrange(  # type: ignore[assignment]
             EVENTS_STREAM, count=count)
         return [fields for _, fields in entries]
+
+
+def _shared_fields(options: Mapping[str, Any], batch: str | None, output_dir: str | None,
+                   webhook_url: str | None, force: bool = False) -> list[str]:
+    """The field/value pairs every job of one enqueue call has alike (all but id and
+    reference), flat."""
+    now = f"{time.time():.6f}"
+    fields = {
+        "options": json.dumps(dict(options)), "batch": batch or "",
+        "output_dir": output_dir or "", "state": JobState.ACCEPTED, "attempts": "0",
+        "created_at": now, "updated_at": now,
+    }
+    if webhook_url:
+        fields["webhook_url"] = webhook_url
+    if force:
+        fields["force"] = "1"
+    return [item for pair in fields.items() for item in pair]
 
 
 def _whole(raw: Mapping[str, str]) -> bool:

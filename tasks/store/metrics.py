@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import redis
+from redis.commands.core import Script
 
 from tasks.store.ledger import EVENTS_STREAM, OPEN_JOBS, job_key
 from tasks.store.stream import Entry
@@ -88,9 +90,13 @@ def apply_events(client: redis.Redis, group: str, entries: Sequence[Entry]) -> i
              fields.get("credits", "")] for entry_id, fields in entries]
     if not rows:
         return 0
-    script = client.register_script(_APPLY)
-    return int(script(keys=[EVENTS_STREAM, TOTALS, SUBMITTED_AT, LATENCY],
+    return int(_apply_script(client)(keys=[EVENTS_STREAM, TOTALS, SUBMITTED_AT, LATENCY],
                       args=[group, json.dumps(rows), json.dumps(LATENCY_BUCKETS_S)]))
+
+
+@lru_cache(maxsize=8)
+def _apply_script(client: redis.Redis) -> Script:
+    return client.register_script(_APPLY)
 
 
 def _kind(fields: dict[str, str]) -> str:

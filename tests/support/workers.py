@@ -52,9 +52,10 @@ class WorkerProcess:
     log_path: Path
     concurrency: int = 2
     process: subprocess.Popen[bytes] | None = None
+    app: str = "tasks"  # the module `celery -A` loads (benchmarks start others)
 
     def start(self) -> None:
-        args = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-P", "prefork",
+        args = [sys.executable, "-m", "celery", "-A", self.app, "worker", "-P", "prefork",
                 "-c", str(self.concurrency), "-n", f"{self.name}@%h", "--loglevel", "INFO",
                 "--without-mingle", "--without-gossip"]
         with self.log_path.open("ab") as log:
@@ -122,12 +123,13 @@ class WorkerProcess:
 
 @contextmanager
 def running_workers(env: dict[str, str], log_dir: Path, count: int = 1,
-                    concurrency: int = 2) -> Iterator[list[WorkerProcess]]:
+                    concurrency: int = 2, app: str = "tasks") -> Iterator[list[WorkerProcess]]:
     """Start `count` workers with this environment, wait until each is ready, stop them all
     afterwards (whatever happened)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     workers = [WorkerProcess(f"w{i}-{os.getpid()}-{log_dir.name}", env,
-                             log_dir / f"worker{i}.log", concurrency) for i in range(count)]
+                             log_dir / f"worker{i}.log", concurrency, app=app)
+               for i in range(count)]
     try:
         for worker in workers:
             worker.start()
@@ -197,11 +199,14 @@ class Pipeline:
 
 @contextmanager
 def pipeline_running(redis_url: str, emulator: Any, root: Path, *, count: int = 1,
-                     concurrency: int = 4, **overrides: Any) -> Iterator[Pipeline]:
+                     concurrency: int = 4, app: str = "tasks", env: Mapping[str, str] | None = None,
+                     **overrides: Any) -> Iterator[Pipeline]:
     """Workers started with pipeline_overrides(...) and these overrides; stopped afterwards.
-    `emulator` is the EmulatorProcess of tests/support/emulator_server.py."""
+    `emulator` is the EmulatorProcess of tests/support/emulator_server.py; `app` is the module
+    the workers load, `env` more variables for them (benchmarks use both)."""
     values = pipeline_overrides(redis_url, emulator.base_url, emulator.public_key,
                                 emulator.private_key, root, **overrides)
     (root / "in").mkdir(parents=True, exist_ok=True)
-    with running_workers(settings_env(values), root, count, concurrency) as workers:
+    with running_workers({**settings_env(values), **(env or {})}, root, count, concurrency,
+                         app) as workers:
         yield Pipeline(pipeline_settings(values), values, root, workers)
