@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -28,6 +27,7 @@ from typing import Any
 import redis
 
 from bench import _cost_profile as prof
+from bench._stack import bench_stack
 from config import Settings
 from producers import api
 from tasks.celery_app import create_app
@@ -217,22 +217,13 @@ def report_latency(latencies: list[float], answers: list[float]) -> None:
 
 def run(jobs: int, enqueue: int, latency_jobs: int, profile_jobs: int, rows: str,
         profile_dir: Path | None = None) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        rds = RedisServer(directory=root)
-        rds.start()
-        emulator = EmulatorProcess(queue_s=0.02, run_s=0.05)
-        try:
-            emulator.start()
-            if "enqueue" in rows:
-                _enqueue_row(rds, emulator, root, enqueue)
-            if "cpu" in rows:
-                _cpu_rows(rds, emulator, root, jobs, latency_jobs)
-            if profile_jobs and "profile" in rows:
-                profile(rds, emulator, root / "profile", profile_jobs, profile_dir)
-        finally:
-            emulator.stop()
-            rds.kill()
+    with bench_stack(queue_s=0.02, run_s=0.05) as (root, rds, emulator):
+        if "enqueue" in rows:
+            _enqueue_row(rds, emulator, root, enqueue)
+        if "cpu" in rows:
+            _cpu_rows(rds, emulator, root, jobs, latency_jobs)
+        if profile_jobs and "profile" in rows:
+            profile(rds, emulator, root / "profile", profile_jobs, profile_dir)
 
 
 def _enqueue_row(rds: RedisServer, emulator: EmulatorProcess, root: Path, enqueue: int) -> None:

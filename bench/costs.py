@@ -11,38 +11,28 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench._stack import bench_stack
 from producers import api
 from tasks.stages.budget import resume_held
 from tasks.store.budgets import Budgets
 from tasks.store.ledger import Ledger
 from tests.support.emulator_server import EmulatorProcess
-from tests.support.redis_server import RedisServer
 from tests.support.workers import Pipeline, pipeline_running, write_pngs
 
 __all__ = ["main"]
 
 
 def run(images: int, jobs: int, daily: float, workers: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        redis_server = RedisServer(directory=root)
-        redis_server.start()
-        emulator = EmulatorProcess(queue_s=0.2, run_s=0.3)
-        try:
-            emulator.start()
-            with pipeline_running(redis_server.url, emulator, root, count=workers,
-                                  concurrency=1, rate_limit=50) as pipeline:
-                budget_run(pipeline, emulator, jobs, daily)
-                dedupe_runs(pipeline, emulator, images)
-        finally:
-            emulator.stop()
-            redis_server.kill()
+    with (bench_stack(queue_s=0.2, run_s=0.3) as (root, redis_server, emulator),
+          pipeline_running(redis_server.url, emulator, root, count=workers, concurrency=1,
+                           rate_limit=50) as pipeline):
+        budget_run(pipeline, emulator, jobs, daily)
+        dedupe_runs(pipeline, emulator, images)
 
 
 def budget_run(pipeline: Pipeline, emulator: EmulatorProcess, jobs: int, daily: float) -> None:

@@ -10,42 +10,30 @@ worker` processes. Usage: `python -m bench pipeline` or
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
+from bench._stack import bench_stack
 from producers import api
 from tests.support.emulator_server import EmulatorProcess
-from tests.support.redis_server import RedisServer
 from tests.support.workers import pipeline_running, write_pngs
 
 __all__ = ["main"]
 
 
 def run(jobs: int, rate: float, workers: int, concurrency: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        redis_server = RedisServer(directory=root)
-        redis_server.start()
-        emulator = EmulatorProcess(queue_s=0.5, run_s=1.0)
-        try:
-            emulator.start()
-            emulator.configure(rate_limit=rate)
-            with pipeline_running(redis_server.url, emulator, root, count=workers,
-                                  concurrency=concurrency, rate_limit=rate, poll_interval_s=3,
-                                  poll_max_interval_s=8) as pipeline:
-                files = write_pngs(pipeline.inputs, jobs)
-                started = time.monotonic()
-                ids = api.enqueue_many([str(p) for p in files], settings=pipeline.settings)
-                records = api.wait(ids, timeout_s=jobs / rate * 3 + 60,
-                                   settings=pipeline.settings)
-                elapsed = time.monotonic() - started
-            report(emulator, rate, jobs, elapsed,
-                   sum(r.state == "SUCCEEDED" for r in records.values()))
-        finally:
-            emulator.stop()
-            redis_server.kill()
+    with bench_stack(queue_s=0.5, run_s=1.0) as (root, redis_server, emulator):
+        emulator.configure(rate_limit=rate)
+        with pipeline_running(redis_server.url, emulator, root, count=workers,
+                              concurrency=concurrency, rate_limit=rate, poll_interval_s=3,
+                              poll_max_interval_s=8) as pipeline:
+            files = write_pngs(pipeline.inputs, jobs)
+            started = time.monotonic()
+            ids = api.enqueue_many([str(p) for p in files], settings=pipeline.settings)
+            records = api.wait(ids, timeout_s=jobs / rate * 3 + 60, settings=pipeline.settings)
+            elapsed = time.monotonic() - started
+        report(emulator, rate, jobs, elapsed,
+               sum(r.state == "SUCCEEDED" for r in records.values()))
 
 
 def report(emulator: EmulatorProcess, rate: float, jobs: int, elapsed: float,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any
 
 import redis
 
+from bench._stack import bench_stack
 from producers import api
 from tests.support.emulator_server import EmulatorProcess
 from tests.support.redis_server import RedisServer
@@ -111,23 +111,14 @@ def report(result: dict[str, Any]) -> None:
 
 
 def run(rows: list[str], seconds: float, jobs: int | None) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        redis_server = RedisServer(directory=root)
-        redis_server.start()
-        emulator = EmulatorProcess(queue_s=0.5, run_s=1.0)
-        try:
-            emulator.start()
-            for name in rows:
-                row = ROWS[name]
-                started = time.monotonic()
-                result = run_row(row, jobs or int(seconds * row.limit), redis_server,
-                                 emulator, root / name)
-                report(result)
-                print(f"  ({time.monotonic() - started:.0f} s)", flush=True)
-        finally:
-            emulator.stop()
-            redis_server.kill()
+    with bench_stack(queue_s=0.5, run_s=1.0) as (root, redis_server, emulator):
+        for name in rows:
+            row = ROWS[name]
+            started = time.monotonic()
+            result = run_row(row, jobs or int(seconds * row.limit), redis_server, emulator,
+                             root / name)
+            report(result)
+            print(f"  ({time.monotonic() - started:.0f} s)", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
