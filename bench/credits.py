@@ -4,7 +4,7 @@ the same moment; credits spent under a daily budget by racing workers, jobs ON_H
 time for all of them to finish once the budget is lifted.
 
 Real Redis on a free port, the local API server counting calls and credits, real workers.
-Usage: `python -m bench costs` or `python -m bench.costs --images 100 --jobs 120 --daily 50`.
+Usage: `python -m bench credits` or `python -m bench.credits --images 100 --jobs 120 --daily 50`.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def _copies(files: list[Path], folder: Path) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.costs", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.credits", description=__doc__)
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=120)
     parser.add_argument("--daily", type=float, default=50)
