@@ -16,7 +16,7 @@ from producers import api
 from tasks.store.ledger import Ledger
 from tests.support.emulator_server import EmulatorProcess, emulator, emulator_process
 from tests.support.redis_server import RedisServer
-from tests.support.workers import Pipeline, pipeline_running, settings_env, write_pngs
+from tests.support.workers import Pipeline, module_pipeline, settings_env, write_pngs
 
 __all__ = ["emulator", "emulator_process"]  # fixtures used here, imported for pytest
 
@@ -29,11 +29,9 @@ JOBS = 30
 def pipeline(redis_server: RedisServer, emulator_process: EmulatorProcess,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     """Four worker processes (two workers, concurrency 2) under a daily budget of DAILY."""
-    redis_server.client().flushall()
-    root = tmp_path_factory.mktemp("budgets")
-    with pipeline_running(redis_server.url, emulator_process, root, count=2, concurrency=2,
-                          daily_credit_budget=DAILY) as running:
-        yield running
+    yield from module_pipeline(redis_server, emulator_process,
+                               tmp_path_factory.mktemp("budgets"), count=2, concurrency=2,
+                               daily_credit_budget=DAILY)
 
 
 def cutout(pipeline: Pipeline, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

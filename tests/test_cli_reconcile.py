@@ -18,7 +18,7 @@ from tasks.store.ledger import Ledger
 from tasks.store.records import JobState
 from tests.support.emulator_server import EmulatorProcess, emulator, emulator_process
 from tests.support.redis_server import RedisServer
-from tests.support.workers import Pipeline, pipeline_running, settings_env, write_pngs
+from tests.support.workers import Pipeline, module_pipeline, settings_env, write_pngs
 
 __all__ = ["emulator", "emulator_process"]  # fixtures used here, imported for pytest
 
@@ -28,11 +28,8 @@ CUTOUT = Path(sys.executable).parent / "cutout"
 @pytest.fixture(scope="module")
 def pipeline(redis_server: RedisServer, emulator_process: EmulatorProcess,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    redis_server.client().flushall()  # never while workers run: kombu keeps bindings there
-    root = tmp_path_factory.mktemp("reconcile")
-    with pipeline_running(redis_server.url, emulator_process, root, count=1,
-                          concurrency=2) as running:
-        yield running
+    yield from module_pipeline(redis_server, emulator_process,
+                               tmp_path_factory.mktemp("reconcile"), count=1, concurrency=2)
 
 
 def cutout(pipeline: Pipeline, *args: str, **overrides: str) -> subprocess.CompletedProcess[str]:

@@ -15,7 +15,7 @@ from tasks.store.ledger import Ledger
 from tasks.store.records import JobRecord
 from tests.support.emulator_server import EmulatorProcess, emulator, emulator_process
 from tests.support.redis_server import RedisServer
-from tests.support.workers import Pipeline, pipeline_running, write_pngs
+from tests.support.workers import Pipeline, module_pipeline, write_pngs
 
 __all__ = ["emulator", "emulator_process"]  # fixtures used here, imported for pytest
 
@@ -26,11 +26,8 @@ N = 20
 def pipeline(redis_server: RedisServer, emulator_process: EmulatorProcess,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     """Two workers (concurrency 2 each) for the whole module."""
-    redis_server.client().flushall()
-    root = tmp_path_factory.mktemp("costs")
-    with pipeline_running(redis_server.url, emulator_process, root, count=2,
-                          concurrency=2) as running:
-        yield running
+    yield from module_pipeline(redis_server, emulator_process, tmp_path_factory.mktemp("costs"),
+                               count=2, concurrency=2)
 
 
 def _copies(files: list[Path], folder: Path, prefix: str) -> list[str]:

@@ -19,7 +19,7 @@ from tasks.store.ledger import Ledger
 from tasks.store.records import JobState
 from tests.support.emulator_server import EmulatorProcess, emulator, emulator_process
 from tests.support.redis_server import RedisServer
-from tests.support.workers import ImageServer, Pipeline, pipeline_running, write_pngs
+from tests.support.workers import ImageServer, Pipeline, module_pipeline, write_pngs
 
 __all__ = ["emulator", "emulator_process"]  # fixtures used here, imported for pytest
 
@@ -28,11 +28,9 @@ __all__ = ["emulator", "emulator_process"]  # fixtures used here, imported for p
 def pipeline(redis_server: RedisServer, emulator_process: EmulatorProcess,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     """Two workers (concurrency 2 each) for the whole module; loopback URLs allowed."""
-    redis_server.client().flushall()  # never while workers run: kombu keeps bindings there
-    root = tmp_path_factory.mktemp("pipeline")
-    with pipeline_running(redis_server.url, emulator_process, root, count=2, concurrency=2,
-                          fetch_allow="127.0.0.1") as running:
-        yield running
+    yield from module_pipeline(redis_server, emulator_process,
+                               tmp_path_factory.mktemp("pipeline"), count=2, concurrency=2,
+                               fetch_allow="127.0.0.1")
 
 
 @pytest.fixture

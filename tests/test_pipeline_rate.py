@@ -19,7 +19,7 @@ from producers import api
 from tasks.store.records import JobState
 from tests.support.emulator_server import EmulatorProcess, emulator, emulator_process
 from tests.support.redis_server import RedisServer
-from tests.support.workers import Pipeline, pipeline_running, write_pngs
+from tests.support.workers import Pipeline, module_pipeline, write_pngs
 
 __all__ = ["emulator", "emulator_process"]
 
@@ -30,12 +30,9 @@ L = 10  # calls per second: 300 jobs take about half a minute
 def pipeline(redis_server: RedisServer, emulator_process: EmulatorProcess,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     """Four workers of concurrency four, all limited to L calls/s through one Redis."""
-    redis_server.client().flushall()
-    root = tmp_path_factory.mktemp("rate")
-    with pipeline_running(redis_server.url, emulator_process, root, count=4, concurrency=4,
-                          rate_limit=L, poll_interval_s=3, poll_max_interval_s=8,
-                          throttle_recovery_s=8) as running:
-        yield running
+    yield from module_pipeline(redis_server, emulator_process, tmp_path_factory.mktemp("rate"),
+                               count=4, concurrency=4, rate_limit=L, poll_interval_s=3,
+                               poll_max_interval_s=8, throttle_recovery_s=8)
 
 
 def _throttled(stats: dict[str, Any]) -> int:

@@ -18,8 +18,9 @@ from typing import Any
 
 from config import Settings
 from tests.support.image_server import ImageServer
+from tests.support.redis_server import RedisServer
 
-__all__ = ["ImageServer", "Pipeline", "WorkerProcess", "pipeline_overrides",
+__all__ = ["ImageServer", "Pipeline", "WorkerProcess", "module_pipeline", "pipeline_overrides",
            "pipeline_running", "pipeline_settings", "running_workers", "settings_env",
            "write_pngs"]
 
@@ -210,3 +211,12 @@ def pipeline_running(redis_url: str, emulator: Any, root: Path, *, count: int = 
     with running_workers({**settings_env(values), **(env or {})}, root, count, concurrency,
                          app) as workers:
         yield Pipeline(pipeline_settings(values), values, root, workers)
+
+
+def module_pipeline(redis_server: RedisServer, emulator: Any, root: Path,
+                    **options: Any) -> Iterator[Pipeline]:
+    """A test module's pipeline (`yield from` it in a module-scoped fixture) on the suite's
+    Redis, emptied first: never while workers run, kombu keeps its bindings there."""
+    redis_server.client().flushall()
+    with pipeline_running(redis_server.url, emulator, root, **options) as running:
+        yield running
