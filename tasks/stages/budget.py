@@ -16,21 +16,16 @@ from tasks.store.budgets import HELD_JOBS, Budgets
 from tasks.store.ledger import Ledger
 from tasks.store.records import JobRecord, JobState
 
-__all__ = ["budgets_of", "release_budget", "reserve_or_hold", "resume_held", "settle_budget"]
+__all__ = ["release_budget", "reserve_or_hold", "resume_held", "settle_budget"]
 
 log = logging.getLogger(__name__)
 
 RESUME_LIMIT = 10_000  # held jobs looked at per resume
 
 
-def budgets_of(rt: Runtime) -> Budgets:
-    s = rt.settings
-    return Budgets(rt.redis, s.public_key, s.daily_credit_budget)
-
-
 def reserve_or_hold(rt: Runtime, record: JobRecord, owner: str) -> bool:
     """Reserve the call's credits (True), or put the job ON_HOLD when a budget has no room."""
-    booked = budgets_of(rt).reserve(record.job_id, rt.settings.credits_per_call)
+    booked = rt.budgets.reserve(record.job_id, rt.settings.credits_per_call)
     if booked.verdict != "hold":
         return True
     _hold(rt, record, owner, booked.why)
@@ -39,12 +34,12 @@ def reserve_or_hold(rt: Runtime, record: JobRecord, owner: str) -> bool:
 
 def release_budget(rt: Runtime, job_id: str) -> None:
     """The call was surely not taken: its reservation goes back."""
-    budgets_of(rt).settle(job_id, None)
+    rt.budgets.settle(job_id, None)
 
 
 def settle_budget(rt: Runtime, job_id: str, credits: float) -> None:
     """The API reported what the task cost: spent replaces reserved (once per job)."""
-    budgets_of(rt).settle(job_id, credits)
+    rt.budgets.settle(job_id, credits)
 
 
 def _hold(rt: Runtime, record: JobRecord, owner: str, why: str) -> None:

@@ -15,6 +15,7 @@ from config import Settings, get_settings
 from picpik.client import PicpikClient
 from tasks.limits.limiter import Limiter
 from tasks.outputs.storage import OutputStore
+from tasks.store.budgets import Budgets
 from tasks.store.dedupe import DedupeIndex
 from tasks.store.durability import Durability, durability_of
 from tasks.store.leases import LeaseKeeper
@@ -39,6 +40,7 @@ class Runtime:
     store: OutputStore
     client: PicpikClient
     dedupe: DedupeIndex  # the same-cutout index
+    budgets: Budgets  # the credit budgets of this PublicKey
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -56,6 +58,7 @@ class Runtime:
             store=OutputStore(client),
             client=PicpikClient(settings, on_call=ApiCallCounter(client).record),
             dedupe=DedupeIndex(client, settings.dedupe_ttl_s),
+            budgets=Budgets(client, settings.public_key, settings.daily_credit_budget),
         )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tasks.stages.budget import budgets_of, resume_held
+from tasks.stages.budget import resume_held
 from tasks.stages.runtime import Runtime
 from tasks.store.ledger import COLLECT_SCHEDULE, LEASES, OPEN_JOBS, POLL_SCHEDULE, redis_now
 from tasks.store.records import JobRecord, JobState
@@ -43,7 +43,7 @@ def sweep(rt: Runtime) -> SweepResult:
     result = SweepResult()
     _lapsed_leases(rt, now, result)
     _stale_open_jobs(rt, now, result)
-    result.resubmit.extend(resume_held(rt.ledger, budgets_of(rt), rt.settings.credits_per_call))
+    result.resubmit.extend(resume_held(rt.ledger, rt.budgets, rt.settings.credits_per_call))
     return result
 
 
