@@ -13,13 +13,13 @@ upkeep start it again (`ensure_poll_loop`: one Lua call, no message).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from typing import Any
 
 from config import Settings
 from config.timing import max_countdown_s
+from tasks.background import start_forever
 from tasks.celery_app import app
 from tasks.limits.limiter import TokenWait, call_lease_s
 from tasks.retrying import TASK_OPTIONS
@@ -60,15 +60,9 @@ class Poller:
         self.rt = rt
 
     def start(self) -> None:
-        threading.Thread(target=self._run, name="cutout-poller", daemon=True).start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                self.once()
-            except Exception:  # the marker stays: its lease runs out and a poller retakes it
-                log.exception("poll round failed; trying again")
-                time.sleep(ERROR_WAIT_S)
+        # A failed round leaves its marker: the lease runs out and a poller retakes it.
+        start_forever("cutout-poller", self.once, error_wait_s=ERROR_WAIT_S, log=log,
+                      failed="poll round failed; trying again")
 
     def once(self) -> bool:
         """Run the round that is due, if any and if this poller takes it first; else wait a

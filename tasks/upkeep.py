@@ -17,7 +17,6 @@ poller (`tasks/poll.py`).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
@@ -26,6 +25,7 @@ from celery.signals import worker_ready
 from celery.worker import state
 
 from config import get_settings
+from tasks.background import start_forever
 from tasks.celery_app import app
 from tasks.collector import Collector
 from tasks.messages import send_jobs
@@ -55,16 +55,13 @@ class Upkeep:
         self._next_watch = 0.0
 
     def start(self) -> None:
-        threading.Thread(target=self._run, name="cutout-upkeep", daemon=True).start()
+        start_forever("cutout-upkeep", self._beat, error_wait_s=HEARTBEAT_S, log=log,
+                      level=logging.WARNING,  # Redis or the broker away: try again next beat
+                      failed=f"upkeep round failed; trying again in {HEARTBEAT_S:.0f} s")
 
-    def _run(self) -> None:
-        while True:
-            try:
-                self.once()
-            except Exception:  # Redis or the broker away: try again next beat
-                log.warning("upkeep round failed; trying again in %.0f s", HEARTBEAT_S,
-                            exc_info=True)
-            time.sleep(HEARTBEAT_S)
+    def _beat(self) -> None:
+        self.once()
+        time.sleep(HEARTBEAT_S)
 
     def once(self) -> None:
         self.registry.beat(self.name, held_tags(), HELD_TTL_S)
