@@ -1,7 +1,8 @@
 """The stages' own rules, called directly on the suite's Redis and the real local API server
 (no worker): stale messages change nothing, a poisoned poll batch ends, collect errors end,
 a job that failed at collect is collected again without paying, the durability check, and
-when a lapsed claim whose call started may be claimed again."""
+when a lapsed claim whose call started may be claimed again, and an attempt that lost its
+claim leaves the credits it did not book alone."""
 
 from __future__ import annotations
 
@@ -18,13 +19,14 @@ from producers import api
 from tasks.stages.collect import collect_due, collect_job
 from tasks.stages.poll import poll_batch
 from tasks.stages.runtime import Runtime
-from tasks.stages.submit import persist_job
+from tasks.stages.submit import persist_job, submit_job
 from tasks.store.claims import ClaimLost, begin_call, claim, mark_sent
 from tasks.store.durability import durability_of
 from tasks.store.ledger import Ledger, job_key
 from tasks.store.records import JobState
 from tests.support.emulator_server import EmulatorProcess, emulator, emulator_process, image_bytes
 from tests.support.redis_server import RedisServer
+from tests.support.workers import ImageServer, write_pngs
 
 __all__ = ["emulator", "emulator_process"]
 
@@ -188,3 +190,29 @@ def test_a_start_never_sent_is_claimed_again_unless_sent_or_the_mark_may_be_lost
         assert claim(ledger, restarted, lease_s=5, owner="b").verdict == after_restart
     finally:
         server.kill()
+
+
+def test_an_attempt_that_lost_its_claim_leaves_the_new_owners_credits_reserved(
+        redis_url: str, emulator: EmulatorProcess, tmp_path: Path) -> None:
+    [image] = write_pngs(tmp_path / "in", 1)
+    rt = Runtime.build(Settings(
+        redis_url=redis_url, api_base_url=emulator.base_url, public_key=emulator.public_key,
+        private_key=emulator.private_key, files_root=tmp_path, fetch_allow="127.0.0.1",
+        daily_credit_budget=100_000))
+    job_id = str(uuid.uuid4())
+    reserved_before = rt.budgets.today().reserved
+    with ImageServer(image.parent) as server:
+        rt.ledger.create(job_id, f"{server.url}/{image.name}", {})
+
+        def taken_over(path: str) -> None:
+            """While this attempt fetches, its lease lapses and another worker ("b") takes
+            the job and books its credits."""
+            rt.redis.hset(job_key(job_id), "lease_until", "0")
+            assert claim(rt.ledger, job_id, lease_s=30, owner="b").verdict == "claimed"
+            assert rt.budgets.reserve(job_id, 1.0).verdict == "ok"
+
+        server.server.on_file = taken_over
+        outcome = submit_job(rt, job_id)
+    assert outcome.retry_in_s is not None and outcome.task_uid is None  # it stood aside
+    assert rt.budgets.today().reserved == reserved_before + 1.0  # b's call keeps its credits
+    assert job_id not in {c["request_uuid"] for c in emulator.calls(action="RemoveBackground")}

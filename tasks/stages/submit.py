@@ -96,7 +96,9 @@ def _attempt(rt: Runtime, record: JobRecord, owner: str) -> SubmitOutcome:
     except RetryableError:
         release_budget(rt, job_id)  # raised only when the API surely did not take the call
         raise
-    if not (outcome.task_uid or outcome.state is JobState.NEEDS_RECONCILIATION):
+    # Only a call that surely failed gives its credits back: an attempt that lost its claim
+    # leaves them to the attempt that took the job over (they are booked on the job, once).
+    if outcome.state is JobState.FAILED:
         release_budget(rt, job_id)
     return outcome
 

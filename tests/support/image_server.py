@@ -8,6 +8,7 @@ import http.server
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -28,6 +29,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         elif split.path in ("/endless", "/slow"):
             self._stream(one_byte_a_second=split.path == "/slow")
         else:
+            if self.server.on_file is not None:
+                self.server.on_file(split.path)
             self._file(self.server.root / split.path.lstrip("/"))
 
     def _answer(self, status: int, **headers: str) -> None:
@@ -64,6 +67,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     root: Path
+    on_file: Callable[[str], None] | None = None
 
     def server_bind(self) -> None:
         # Without TCP_NODELAY every kept-alive answer waits ~40 ms (STACK-NOTES).
@@ -75,7 +79,8 @@ class ImageServer:
     """Serves files from a directory, and: /redirect?to=URL, /loop (redirects to itself),
     /status/N (an empty answer with status N), /endless (no length, never ends), /slow (one
     byte a second). `host` may be another loopback address (127.0.0.2), so that a worker can be
-    allowed to reach this server while 127.0.0.1 stays refused."""
+    allowed to reach this server while 127.0.0.1 stays refused. `server.on_file(path)` runs
+    before a file is served: what "meanwhile" happens in a test."""
 
     def __init__(self, directory: Path, host: str = "127.0.0.1") -> None:
         self.host = host
