@@ -17,6 +17,8 @@ import time
 import uuid
 from typing import Any
 
+from redis.client import Pipeline
+
 from config import Settings
 from config.timing import max_countdown_s
 from tasks.background import start_forever
@@ -43,14 +45,16 @@ def poll(self: Any, tick_id: str) -> dict[str, Any]:
     return {"stale": True}
 
 
-def ensure_poll_loop(settings: Settings, ticks: TickMarker, *, sooner: bool = True) -> None:
-    """Plan a round unless one is planned within about poll_interval_s (one Lua call; a loop
-    long overdue is replaced, and with `sooner` one planned later too)."""
+def ensure_poll_loop(settings: Settings, ticks: TickMarker, *, sooner: bool = True,
+                     pipe: Pipeline | None = None) -> None:
+    """Plan a round unless one is planned within about poll_interval_s (one Lua call, or
+    queued on `pipe`; a loop long overdue is replaced, and with `sooner` one planned later
+    too)."""
     countdown = min(settings.poll_interval_s, max_countdown_s(settings))
     grace = 2 * countdown + 5  # a loop overdue by this much most likely died with its worker
     slack = countdown / 2 if sooner else NEVER_S
     ticks.start(uuid.uuid4().hex, countdown, _marker_ttl(settings, countdown), slack_s=slack,
-                grace_s=grace)
+                grace_s=grace, pipe=pipe)
 
 
 class Poller:

@@ -25,9 +25,11 @@ def submit(self: Any, reference: str, options: dict[str, Any] | None = None,
     the task by name without one)."""
     rt = runtime()
     job_id = self.request.id
-    _ensure_record(rt, job_id, reference, options or {}, batch, output_dir)
     try:
         outcome = submit_job(rt, job_id)
+        if outcome.missing:  # sent by name without a recorded job: record it, then go on
+            _create_record(rt, job_id, reference, options or {}, batch, output_dir)
+            outcome = submit_job(rt, job_id)
     except RetryableError as exc:
         retry_or_give_up(self, rt.settings, exc,
                          lambda e, n: give_up(rt, job_id, "submit", e, n))
@@ -53,15 +55,13 @@ def persist(self: Any, submitted: dict[str, Any]) -> dict[str, Any]:
 def _persist(rt: Runtime, submitted: dict[str, Any]) -> dict[str, Any]:
     if not submitted.get("task_uid"):
         return submitted
-    state = persist_job(rt, submitted["job_id"], submitted["task_uid"])
-    ensure_poll_loop(rt.settings, rt.ticks)
+    state = persist_job(rt, submitted["job_id"], submitted["task_uid"],
+                        also=lambda pipe: ensure_poll_loop(rt.settings, rt.ticks, pipe=pipe))
     return {**submitted, "state": str(state) if state else None}
 
 
-def _ensure_record(rt: Runtime, job_id: str, reference: str, options: dict[str, Any],
+def _create_record(rt: Runtime, job_id: str, reference: str, options: dict[str, Any],
                    batch: str | None, output_dir: str | None) -> None:
-    if rt.ledger.exists(job_id):
-        return
     try:
         params = parse_options(options).to_params()
     except InvalidInput as exc:

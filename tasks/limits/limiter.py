@@ -24,11 +24,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import redis
+from redis.client import Pipeline
 
 from config import Settings
 from picpik.errors import RetryableError
 from tasks.limits.scripts import ACQUIRE, RECORD_LATENESS, RESERVE, THROTTLED
-from tasks.store.ledger import redis_now
+from tasks.store.ledger import queue_script, redis_now
 
 __all__ = ["Grant", "Limiter", "TokenWait", "call_lease_s"]
 
@@ -38,6 +39,11 @@ LATENESS_KEPT = 500  # the recent samples the headroom follows
 LATENESS_EVERY = 10  # the headroom is recomputed every this many samples
 LATENESS_NEEDED = 50  # samples before the measured headroom replaces CUTOUT_RATE_HEADROOM
 LATENESS_MARGIN = 1.25  # headroom = this x the p99 lateness (a share of a one-second window)
+# A process whose last token started within CALM_DELAY_S takes the limiter for free for
+# CALM_S after it: it skips the look before a claim (`free_lately`). A wrong guess costs one
+# claim handed back, never a call out of turn: the token itself is still taken in Redis.
+CALM_DELAY_S = 0.1
+CALM_S = 1.0
 
 
 def call_lease_s(settings: Settings) -> float:
@@ -65,6 +71,7 @@ class Grant:
     start: float
     start_local: float = 0.0
     late_s: float | None = None  # None until the caller left
+    slot: str = ""  # the in-flight slot's lease id ('' when none, or released)
 
     def leave(self, then: Callable[[], None] | None = None) -> None:
         """Sleep to the start, run `then` (a last write the request must wait for), then note
@@ -92,6 +99,7 @@ class Limiter:
         self._throttled = client.register_script(THROTTLED)
         self._record = client.register_script(RECORD_LATENESS)
         self._clock = RedisClock()
+        self._calm_until = 0.0  # monotonic time until which free_lately() holds
 
     @property
     def spaced_limit(self) -> float:
@@ -131,9 +139,19 @@ class Limiter:
         granted, delay, now = self._reserve(keys=[self.state_key],
                                             args=[*self._token_args(max_wait_s), int(take)])
         self._clock.observe(sent, float(now), time.time())
+        self._note(float(delay) if int(granted) else None)
         if not int(granted):
             raise TokenWait(float(delay))
         return float(delay), float(now)
+
+    def free_lately(self) -> bool:
+        """Whether this process's last token (or look) started at once, within CALM_S."""
+        return time.monotonic() < self._calm_until
+
+    def _note(self, delay_s: float | None) -> None:
+        """Remember whether the limiter just gave a start at once (None: it gave none)."""
+        calm = delay_s is not None and delay_s <= CALM_DELAY_S
+        self._calm_until = time.monotonic() + CALM_S if calm else 0.0
 
     def throttled(self, retry_after_s: float | None = None) -> float:
         """Tell every process the API throttled us; return the new rate factor. A Retry-After
@@ -179,17 +197,26 @@ class Limiter:
             lease_s = max(IN_FLIGHT_LEASE_S, call_lease_s(self.settings))
         lease = uuid.uuid4().hex
         grant = self._acquire_slot_and_token(max_wait_s, lease, lease_s)
+        grant.slot = lease
         try:
             if leave:
                 grant.leave()
             yield grant
         finally:
-            pipe = self.redis.pipeline(transaction=False)
-            if grant.late_s is not None:
-                self._record(keys=[self.lateness_key, self.state_key],
-                             args=self._lateness_args(grant.late_s), client=pipe)
-            pipe.zrem(self.inflight_key, lease)
-            pipe.execute()
+            if grant.slot:
+                pipe = self.redis.pipeline(transaction=False)
+                self.release_into(grant, pipe)
+                pipe.execute()
+
+    def release_into(self, grant: Grant, pipe: Pipeline) -> None:
+        """Queue the end of the grant's call on `pipe`: its lateness sample and its in-flight
+        slot freed. A caller with a write of its own right after the call (the TaskUID) sends
+        both in one round trip; otherwise `call()` sends it when its body ends."""
+        if grant.late_s is not None:
+            queue_script(pipe, self._record, [self.lateness_key, self.state_key],
+                         self._lateness_args(grant.late_s))
+        pipe.zrem(self.inflight_key, grant.slot)
+        grant.slot = ""
 
     def _acquire_slot_and_token(self, max_wait_s: float, lease: str, lease_s: float) -> Grant:
         args: list[float | str] = [*self._token_args(max_wait_s), self.settings.max_in_flight,
@@ -200,6 +227,7 @@ class Limiter:
             status, value, now = self._acquire(keys=[self.state_key, self.inflight_key],
                                                args=args)
             self._clock.observe(sent, float(now), time.time())
+            self._note(float(value) if int(status) == 1 else None)
             if int(status) == 1:
                 # A time on Redis's clock, shared by every process: a process held up after
                 # the answer still leaves at its start, not a moment later than its neighbours.

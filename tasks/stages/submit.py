@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from redis.client import Pipeline
+
 from picpik.errors import InvalidInput, PermanentError, RetryableError, Throttled
 from picpik.models import RemoveBackgroundOptions, parse_options
 from tasks.inputs.intake import load_image
@@ -36,19 +38,23 @@ LOST_CLAIM_RECHECK_S = 1.0  # a claim taken over while this process stalled: loo
 @dataclass(frozen=True)
 class SubmitOutcome:
     """task_uid: persist it. retry_in_s: look again later without counting a retry (the job
-    waits for a token, or another worker holds it). Else: finished (state says how)."""
+    waits for a token, or another worker holds it). missing: no such job recorded. Else:
+    finished (state says how)."""
 
     job_id: str
     task_uid: str | None = None
     state: JobState | None = None
     retry_in_s: float | None = None
     waiting_for_token: bool = False
+    missing: bool = False
 
 
 def submit_job(rt: Runtime, job_id: str) -> SubmitOutcome:
     try:
-        # Only look: no token, no claim, no fetch while the limiter is booked up.
-        rt.limiter.reserve(TOKEN_WAIT_S, take=False)
+        # Only look: no token, no claim, no fetch while the limiter is booked up (no need to
+        # look while this process's last token came at once).
+        if not rt.limiter.free_lately():
+            rt.limiter.reserve(TOKEN_WAIT_S, take=False)
     except TokenWait as exc:
         return SubmitOutcome(job_id, retry_in_s=exc.retry_in_s, waiting_for_token=True)
     owner = uuid.uuid4().hex  # this attempt's claim
@@ -61,6 +67,8 @@ def submit_job(rt: Runtime, job_id: str) -> SubmitOutcome:
         _needs_reconciliation(rt, job_id, None, "a submit attempt ended without a recorded "
                               "answer (its worker stopped after the call started)")
         return SubmitOutcome(job_id, state=JobState.NEEDS_RECONCILIATION)
+    if verdict.verdict == "missing":
+        return SubmitOutcome(job_id, missing=True)
     if verdict.verdict != "claimed":
         return SubmitOutcome(job_id, state=verdict.state)
     record = verdict.record
@@ -140,8 +148,10 @@ def _call(rt: Runtime, job_id: str, owner: str, image: bytes, mime: str,
             return SubmitOutcome(job_id, state=JobState.FAILED)
         failpoint(rt.settings, rt.redis, "before_task_uid_write")
         # Written at once: the TaskUID is the only proof this job was paid for.
+        # The limiter's slot is freed in the same round trip.
         if not rt.ledger.set_fields(job_id, expect={"lease_owner": owner},
-                                    task_uid=answer.task_uid):
+                                    task_uid=answer.task_uid,
+                                    also=lambda pipe: rt.limiter.release_into(grant, pipe)):
             log.warning("job %s: the API accepted it as task %s, but the job was taken over "
                         "meanwhile; record it with `cutout reconcile --attach %s %s`",
                         job_id, answer.task_uid, job_id, answer.task_uid)
@@ -165,16 +175,18 @@ def _call_failed(rt: Runtime, job_id: str, owner: str, exc: RetryableError) -> S
     raise exc
 
 
-def persist_job(rt: Runtime, job_id: str, task_uid: str) -> JobState | None:
+def persist_job(rt: Runtime, job_id: str, task_uid: str,
+                also: Callable[[Pipeline], object] | None = None) -> JobState | None:
     """SUBMITTED with its TaskUID, the job.submitted event and a poll time, in one step.
     Only for the TaskUID the job holds: a stale message from an earlier attempt changes
-    nothing, and a repeat finds the job SUBMITTED already and emits nothing."""
+    nothing, and a repeat finds the job SUBMITTED already and emits nothing. `also` queues
+    more commands in the same round trip (the poll loop's start)."""
     done, state = rt.ledger.transition(
         job_id, [JobState.SUBMITTING, JobState.NEEDS_RECONCILIATION], JobState.SUBMITTED,
         fields={"submitted_at": "__now__"},
         clear=["lease_until", "lease_owner", *ERROR_FIELDS, "finished_at"],
         event="job.submitted", event_fields={"task_uid": task_uid},
-        poll_in_s=rt.settings.poll_interval_s, expect={"task_uid": task_uid})
+        poll_in_s=rt.settings.poll_interval_s, expect={"task_uid": task_uid}, also=also)
     if done:
         log.info("job %s submitted as task %s", job_id, task_uid)
     return state

@@ -27,7 +27,7 @@ from redis.commands.core import Script
 
 from picpik.errors import CutoutError
 from tasks.store.durability import Durability
-from tasks.store.ledger import LEASES, OPEN_JOBS, Ledger, job_key
+from tasks.store.ledger import LEASES, OPEN_JOBS, Ledger, job_key, queue_script
 from tasks.store.records import JobRecord, JobState
 
 __all__ = ["Claim", "ClaimLost", "begin_call", "claim", "mark_sent"]
@@ -155,7 +155,7 @@ def begin_call(ledger: Ledger, job_id: str, owner: str, durability: Durability) 
     server can promise it); False when the claim is no longer owner's."""
     script = _scripts(ledger.redis)[1]
     pipe = ledger.redis.pipeline(transaction=False)  # one connection: WAITAOF covers the write
-    script(keys=[job_key(job_id)], args=[owner, int(durability.fsync_always)], client=pipe)
+    queue_script(pipe, script, [job_key(job_id)], [owner, int(durability.fsync_always)])
     durability.wait_on(pipe)
     return bool(pipe.execute()[0])
 

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, cast
 
 import redis
+from redis.client import Pipeline
+from redis.commands.core import Script
 
 from tasks.store.records import JobRecord, JobState
 
 __all__ = ["COLLECT_SCHEDULE", "ERROR_FIELDS", "EVENTS_STREAM", "LEASES", "OPEN_JOBS",
-           "POLL_SCHEDULE", "RECONCILE_JOBS", "STATE_COUNTS", "Ledger", "job_key", "redis_now"]
+           "POLL_SCHEDULE", "RECONCILE_JOBS", "STATE_COUNTS", "Ledger", "job_key", "queue_script",
+           "redis_now"]
 
 PREFIX = "cutout"
 EVENTS_STREAM = f"{PREFIX}:events"
@@ -48,6 +51,13 @@ def redis_now(client: redis.Redis) -> float:
     """Redis's clock (unix seconds), the one every process shares."""
     seconds, micros = client.time()
     return float(seconds) + float(micros) / 1e6
+
+
+def queue_script(pipe: Pipeline, script: Script, keys: list[str], args: list[Any]) -> None:
+    """Queue a registered script on a pipeline by its text (EVAL): redis-py's own way (EVALSHA)
+    costs a SCRIPT EXISTS round trip before every such pipeline, and the text cannot be
+    missing, not even on a Redis restarted since the script was registered."""
+    pipe.eval(cast(str, script.script), len(keys), *keys, *args)
 
 
 def batch_key(batch: str) -> str:
@@ -206,11 +216,6 @@ class Ledger:
         raw: dict[str, str] = self.redis.hgetall(job_key(job_id))  # type: ignore[assignment]
         return JobRecord.from_hash(raw) if _whole(raw) else None
 
-    def exists(self, job_id: str) -> bool:
-        """Whether the job exists (a whole record, as `get` would return), without reading it."""
-        job, state = self.redis.hmget(job_key(job_id), ["job_id", "state"])
-        return bool(job and state)
-
     def get_many(self, job_ids: Iterable[str]) -> list[JobRecord | None]:
         pipe = self.redis.pipeline(transaction=False)
         for job_id in job_ids:
@@ -233,12 +238,14 @@ class Ledger:
         unschedule: bool = False,
         expect: Mapping[str, Any] | None = None,
         index: tuple[str, bool] | None = None,
+        also: Callable[[Pipeline], object] | None = None,
     ) -> tuple[bool, JobState | None]:
         """Move a job to `new` if it is in one of `allowed` and its fields hold the `expect`ed
         values ("" = unset), writing `fields` (the value "__now__" means Redis's clock) and
         emitting `event`; all in one step. `poll_in_s` / `collect_in_s` put the job on the poll
         or collect schedule that many seconds ahead (and off the other one); `unschedule` takes
         it off both. `index` = (sorted set, True to add the job by now | False to remove it).
+        `also` queues more commands after the script, sent in the same round trip.
 
         Returns (done, state): the new state when done, else the current one (None if the
         job does not exist)."""
@@ -251,9 +258,20 @@ class Ledger:
             increment, json.dumps(moves),
             _json_strings(expect or {}),
         ]
-        done, state = self._transition(keys=[job_key(job_id), EVENTS_STREAM, OPEN_JOBS],
-                                       args=args)
+        done, state = self._run(self._transition, [job_key(job_id), EVENTS_STREAM, OPEN_JOBS],
+                                args, also)
         return bool(done), JobState(state) if state else None
+
+    def _run(self, script: Script, keys: list[str], args: list[Any],
+             also: Callable[[Pipeline], object] | None) -> Any:
+        """The script's answer; with `also`, the script and what `also` queues go in one
+        round trip (a pipeline without MULTI: the script alone is atomic)."""
+        if also is None:
+            return script(keys=keys, args=args)
+        pipe = self.redis.pipeline(transaction=False)
+        queue_script(pipe, script, keys, args)
+        also(pipe)
+        return pipe.execute()[0]
 
     def fail(self, job_id: str, allowed: Iterable[JobState], stage: str, code: str,
              message: str, *, field: str | None = None, to: JobState = JobState.FAILED,
@@ -270,13 +288,13 @@ class Ledger:
         return done
 
     def set_fields(self, job_id: str, *, expect: Mapping[str, Any] | None = None,
-                   **fields: Any) -> bool:
+                   also: Callable[[Pipeline], object] | None = None, **fields: Any) -> bool:
         """Write fields that do not change the state (e.g. the TaskUID right after the call),
         only to a job that exists and whose fields hold the `expect`ed values; True if written.
-        """
+        `also` as for transition()."""
         flat = [item for k, v in fields.items() for item in (k, _str(v))]
-        return bool(self._set_fields(keys=[job_key(job_id)],
-                                     args=[_json_strings(expect or {}), *flat]))
+        return bool(self._run(self._set_fields, [job_key(job_id)],
+                              [_json_strings(expect or {}), *flat], also))
 
     def state_counts(self) -> dict[str, int]:
         """Every job by state (states with none left out)."""

@@ -9,6 +9,9 @@ work on the same job and one that dies only delays its jobs by the lease.
 from __future__ import annotations
 
 import redis
+from redis.client import Pipeline
+
+from tasks.store.ledger import queue_script
 
 __all__ = ["DueSchedule", "TickMarker"]
 
@@ -122,11 +125,15 @@ class TickMarker:
         self._peek = client.register_script(_PEEK)
 
     def start(self, tick_id: str, delay_s: float, ttl_s: float, slack_s: float = 0.5,
-              grace_s: float = 10.0) -> bool:
+              grace_s: float = 10.0, *, pipe: Pipeline | None = None) -> bool:
         """Become the poll loop, running in delay_s, unless a loop already runs that soon
         (a loop planned later, or overdue by grace_s, is replaced: its message, if it ever
-        runs, finds itself stale)."""
-        return self._run("", tick_id, delay_s, ttl_s, slack_s, grace_s)
+        runs, finds itself stale). With `pipe`, only queued on it (returns False)."""
+        args: list[str | float] = ["", tick_id, delay_s, int(ttl_s * 1000), slack_s, grace_s]
+        if pipe is not None:
+            queue_script(pipe, self._take, [TICK_KEY], args)
+            return False
+        return bool(self._take(keys=[TICK_KEY], args=args))
 
     def owns_or_adopts(self, tick_id: str, ttl_s: float) -> bool:
         """True when tick_id holds the marker (taking it if the loop had died)."""
