@@ -61,8 +61,22 @@ class _Session(requests.Session):
                                                                         verify, cert)
         return self._environment[key].copy()
 
+    def send_plain(self, method: str, url: str, *, headers: Mapping[str, str],
+                   timeout: tuple[float, float], data: bytes | None = None,
+                   stream: bool = False) -> requests.Response:
+        """The request `Session.request` would send, through the same adapter and environment
+        settings, without the per-call work this client never needs: cookies, netrc lookups,
+        hooks, redirects (never followed here). About half the CPU of a small call."""
+        request = requests.PreparedRequest()
+        request.prepare(method=method, url=url, headers={**self.headers, **headers}, data=data)
+        settings = self.merge_environment_settings(url, {}, stream, None, None)
+        response = self.get_adapter(url).send(request, timeout=timeout, **settings)
+        if not stream:
+            response.content  # noqa: B018 - read now, as Session.send does: a broken body raises here
+        return response
 
-def new_session() -> requests.Session:
+
+def new_session() -> _Session:
     """A session that never resends a request by itself: a resent submit could be paid twice."""
     session = _Session()
     adapter = HTTPAdapter(max_retries=0)
@@ -157,7 +171,8 @@ class PicpikClient:
         if urlsplit(url).scheme not in ("http", "https") or max_bytes <= 0:
             raise InvalidInput("must be an http(s) URL with a positive max_bytes", field="url")
         try:
-            with self._session.get(url, stream=True, timeout=self._timeout) as response:
+            with self._session.send_plain("GET", url, headers={}, timeout=self._timeout,
+                                          stream=True) as response:
                 _raise_for_status(response, "download", None)
                 return _read_capped(response, max_bytes)
         except requests.RequestException as exc:
@@ -203,10 +218,9 @@ class PicpikClient:
         try:
             # A bytearray goes out as one buffer with its Content-Length (urllib3 sends any
             # buffer as is); typeshed only lists bytes, and bytes(body) would copy the image.
-            response = self._session.post(
-                self._url, data=cast(bytes, body), headers=_JSON_HEADERS, timeout=self._timeout,
-                allow_redirects=False,  # a signed, paid call is never re-sent to another host
-            )
+            # Redirects are never followed: a signed, paid call is never re-sent elsewhere.
+            response = self._session.send_plain("POST", self._url, data=cast(bytes, body),
+                                                headers=_JSON_HEADERS, timeout=self._timeout)
         except requests.RequestException as exc:
             raise transport_error(exc, action, job_id, "api_base_url") from exc
         log.debug("%s: HTTP %s, %d bytes sent, %.1f ms", action, response.status_code,

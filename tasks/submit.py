@@ -46,7 +46,9 @@ def submit(self: Any, reference: str, options: dict[str, Any] | None = None,
     return result
 
 
-@app.task(name="cutout.persist", **TASK_OPTIONS)
+# No STARTED state: it lasts a few milliseconds, and recording it is a result-backend read
+# and write per job that no one needs (the submit task keeps its STARTED).
+@app.task(name="cutout.persist", track_started=False, **TASK_OPTIONS)
 def persist(self: Any, submitted: dict[str, Any]) -> dict[str, Any]:
     """Record the TaskUID (SUBMITTED, job.submitted) and make sure the poll loop runs."""
     return _persist(runtime(), submitted)
