@@ -15,6 +15,7 @@ from config import Settings
 from picpik.client import PicpikClient
 from picpik.errors import RejectedKey
 from producers.serve.metrics import registry_for
+from tasks.limits.limiter import Limiter
 from tasks.store.claims import claim
 from tasks.store.ledger import EVENTS_STREAM, Ledger, redis_now
 from tasks.store.metrics import (
@@ -87,6 +88,26 @@ def test_every_api_call_is_counted_by_action_and_outcome(
         client.list_running_tasks()
     assert counter.read() == {("ListRunningTasks", "ok"): 2,
                               ("ListRunningTasks", "rejected_key"): 1}
+
+
+def test_calls_inside_a_limiter_slot_are_counted_when_the_slot_is_freed(
+        redis_url: str, emulator: EmulatorProcess) -> None:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    counter = ApiCallCounter(client)
+    settings = Settings(api_base_url=emulator.base_url, public_key=emulator.public_key,
+                        private_key=emulator.private_key)
+    limiter = Limiter(client, settings, counter)
+    with PicpikClient(settings, on_call=counter.record) as api:
+        with limiter.call(1.0) as grant:
+            api.list_running_tasks()
+            assert counter.read() == {}  # kept for the slot's release
+            pipe = client.pipeline(transaction=False)
+            limiter.release_into(grant, pipe)  # a caller's own write takes them along
+            pipe.execute()
+            assert counter.read() == {("ListRunningTasks", "ok"): 1}
+            api.list_running_tasks()
+        api.list_running_tasks()  # outside any slot: counted at once
+    assert counter.read() == {("ListRunningTasks", "ok"): 3}  # the slot's end sent the rest
 
 
 def test_a_hook_that_fails_does_not_change_the_call(emulator: EmulatorProcess) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import redis
@@ -30,6 +30,7 @@ from config import Settings
 from picpik.errors import RetryableError
 from tasks.limits.scripts import ACQUIRE, RECORD_LATENESS, RESERVE, THROTTLED
 from tasks.store.ledger import queue_script, redis_now
+from tasks.store.metrics import ApiCallCounter
 
 __all__ = ["Grant", "Limiter", "TokenWait", "call_lease_s"]
 
@@ -87,9 +88,11 @@ class Grant:
 class Limiter:
     """The rate and in-flight limits of one PublicKey, shared through Redis."""
 
-    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+    def __init__(self, client: redis.Redis, settings: Settings,
+                 calls: ApiCallCounter | None = None) -> None:
         self.redis = client
         self.settings = settings
+        self.calls = calls  # the API client's counter: its counts go with the slot's release
         key = settings.public_key or "default"
         self.state_key = f"cutout:limiter:{key}"
         self.inflight_key = f"cutout:limiter:{key}:inflight"
@@ -198,15 +201,16 @@ class Limiter:
         lease = uuid.uuid4().hex
         grant = self._acquire_slot_and_token(max_wait_s, lease, lease_s)
         grant.slot = lease
-        try:
-            if leave:
-                grant.leave()
-            yield grant
-        finally:
-            if grant.slot:
-                pipe = self.redis.pipeline(transaction=False)
-                self.release_into(grant, pipe)
-                pipe.execute()
+        with self.calls.deferred() if self.calls else nullcontext():
+            try:
+                if leave:
+                    grant.leave()
+                yield grant
+            finally:
+                if grant.slot:
+                    pipe = self.redis.pipeline(transaction=False)
+                    self.release_into(grant, pipe)
+                    pipe.execute()
 
     def release_into(self, grant: Grant, pipe: Pipeline) -> None:
         """Queue the end of the grant's call on `pipe`: its lateness sample and its in-flight
@@ -216,6 +220,8 @@ class Limiter:
             queue_script(pipe, self._record, [self.lateness_key, self.state_key],
                          self._lateness_args(grant.late_s))
         pipe.zrem(self.inflight_key, grant.slot)
+        if self.calls:
+            self.calls.queue_into(pipe)
         grant.slot = ""
 
     def _acquire_slot_and_token(self, max_wait_s: float, lease: str, lease_s: float) -> Grant:

@@ -45,18 +45,19 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        calls = ApiCallCounter(client)
         return cls(
             settings=settings,
             redis=client,
             ledger=Ledger(client),
-            limiter=Limiter(client, settings),
+            limiter=Limiter(client, settings, calls),
             schedule=DueSchedule(client, POLL_SCHEDULE),
             collect_schedule=DueSchedule(client, COLLECT_SCHEDULE),
             ticks=TickMarker(client),
             leases=LeaseKeeper(client, settings.lease_s),
             durability=durability_of(client),
             store=OutputStore(client),
-            client=PicpikClient(settings, on_call=ApiCallCounter(client).record),
+            client=PicpikClient(settings, on_call=calls.record),
             dedupe=DedupeIndex(client, settings.dedupe_ttl_s),
             budgets=Budgets(client, settings.public_key, settings.daily_credit_budget),
         )
