@@ -48,6 +48,7 @@ _FLAGS: dict[str, tuple[str, type, str]] = {
     "--max-stored-bytes": ("max_stored_bytes", int, "images and results kept in memory"),
     "--max-calls-logged": ("max_calls_logged", int, "calls kept for /_admin/calls"),
     "--render-threads": ("render_threads", int, "threads rendering result images"),
+    "--render": ("render", str, "matting (default) or plain: results without matting"),
     "--model-path": ("model_path", str, "a U2Net-family ONNX model for the neural engine"),
     "--log-level": ("log_level", str, "uvicorn's log level (default warning)"),
 }

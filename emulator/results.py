@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -54,7 +55,8 @@ async def _rendered(state: EmulatorState, task: Task) -> bytes:
             raise RuntimeError("the input image is gone")
         loop = asyncio.get_running_loop()
         task.rendering = loop.run_in_executor(
-            state.render_pool, render_result, task.image, task.options, state.settings.model_path
+            state.render_pool, partial(render_result, plain=state.settings.render == "plain"),
+            task.image, task.options, state.settings.model_path,
         )
     png = await task.rendering
     if task.png is None and not task.gone:

@@ -7,7 +7,7 @@ to exactly these values.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -71,6 +71,9 @@ class EmulatorSettings(BaseSettings):
     max_stored_bytes: int = Field(default=2 * 1024**3, gt=0)  # images + results kept in memory
     max_calls_logged: int = Field(default=200_000, gt=0)  # /_admin/calls keeps the newest
     render_threads: int = Field(default=2, ge=1)
+    # "plain": results are the input with an opaque alpha, no matting (benchmarks of the
+    # pipeline itself, where matting would take most of a small machine's CPU)
+    render: Literal["matting", "plain"] = "matting"
     # A U2Net-family ONNX model; when the file exists the neural engine segments instead of
     # GrabCut (docs/matting.md).
     model_path: Path | None = None
