@@ -49,6 +49,7 @@ WORKERS, CONCURRENCY = 2, 2
 NO_LIMIT = {"rate_limit": 100_000, "max_in_flight": 64}
 WARM_UP_JOBS = 8
 NOOP = "bench.noop"  # bench/_noop.py (not imported: it sets up its own Celery app)
+NOOP_CHAINED = "bench.noop_chained"  # run after NOOP when linked to it
 
 
 def _pids(workers: list[WorkerProcess]) -> list[int]:
@@ -106,9 +107,10 @@ def _latencies(settings: Settings, emulator: EmulatorProcess, inputs: Path,
              if records[j].submitted_at], list(took.values()))
 
 
-def noop_cpu(rds: RedisServer, emulator: EmulatorProcess, root: Path, tasks: int
-             ) -> tuple[float, float]:
-    """CPU ms per bare no-op task (main processes, pool processes)."""
+def noop_cpu(rds: RedisServer, emulator: EmulatorProcess, root: Path, tasks: int,
+             chained: bool = False) -> tuple[float, float]:
+    """CPU ms per bare no-op task (main processes, pool processes); `chained`: per pair of
+    no-op tasks, the second linked to the first (the submit -> persist shape)."""
     values = pipeline_overrides(rds.url, emulator.base_url, emulator.public_key,
                                 emulator.private_key, root, **NO_LIMIT)
     settings = pipeline_settings(values)
@@ -116,16 +118,16 @@ def noop_cpu(rds: RedisServer, emulator: EmulatorProcess, root: Path, tasks: int
     results = redis.Redis.from_url(settings.result_backend)
     with running_workers(settings_env(values), root, WORKERS, CONCURRENCY,
                          app="bench._noop") as workers:
-        _noops(app, results, WARM_UP_JOBS)
+        _noops(app, results, WARM_UP_JOBS, chained)
         before = prof.worker_cpu_s(_pids(workers))
-        _noops(app, results, tasks)
+        _noops(app, results, tasks, chained)
         after = prof.worker_cpu_s(_pids(workers))
     main_ms, pool_ms = ((a - b) * 1000 / tasks for a, b in zip(after, before, strict=True))
     return main_ms, pool_ms
 
 
-def _noops(app: Any, results: redis.Redis, count: int) -> None:
-    ids = _publish(app, [f"in/p{i:05d}.png" for i in range(count)])
+def _noops(app: Any, results: redis.Redis, count: int, chained: bool = False) -> None:
+    ids = _publish(app, [f"in/p{i:05d}.png" for i in range(count)], chained)
     deadline = time.monotonic() + 120 + count / 20
     while time.monotonic() < deadline:
         pipe = results.pipeline(transaction=False)
@@ -137,13 +139,15 @@ def _noops(app: Any, results: redis.Redis, count: int) -> None:
     raise RuntimeError("the no-op tasks did not finish in time")
 
 
-def _publish(app: Any, refs: list[str]) -> list[str]:
-    """Bare Celery: one message per reference over one producer."""
+def _publish(app: Any, refs: list[str], chained: bool = False) -> list[str]:
+    """Bare Celery: one message per reference over one producer (with `chained`, each names a
+    second no-op as its link); the ids of the tasks that run last."""
     ids = [str(uuid.uuid4()) for _ in refs]
     with app.producer_or_acquire() as producer:
         for task_id, ref in zip(ids, refs, strict=True):
-            app.send_task(NOOP, kwargs={"reference": ref}, task_id=task_id, queue="submit",
-                          producer=producer)
+            link = app.signature(NOOP_CHAINED).set(task_id=task_id, queue="submit")
+            app.send_task(NOOP, kwargs={"reference": ref}, queue="submit", producer=producer,
+                          **({"link": link} if chained else {"task_id": task_id}))
     return ids
 
 
@@ -247,12 +251,19 @@ def _cpu_rows(rds: RedisServer, emulator: EmulatorProcess, root: Path, jobs: int
     rds.client().flushall()
     noop_main, noop_pool = noop_cpu(rds, emulator, root / "noop", jobs)
     rds.client().flushall()
+    pair_main, pair_pool = noop_cpu(rds, emulator, root / "pair", jobs, chained=True)
+    rds.client().flushall()
     ratio = (main_ms + pool_ms) / (noop_main + noop_pool)
     print(f"worker CPU per job: {main_ms + pool_ms:.1f} ms (main {main_ms:.1f}, pool "
           f"{pool_ms:.1f}) against a bare no-op task {noop_main + noop_pool:.1f} ms "
           f"(main {noop_main:.1f}, pool {noop_pool:.1f}): ratio {ratio:.2f} "
           f"(target <= 3.5; {jobs} jobs, {WORKERS} workers x -c {CONCURRENCY})",
           flush=True)
+    pair = pair_main + pair_pool
+    print(f"  Celery's floor for the submit -> persist shape, two chained no-op tasks: "
+          f"{pair:.1f} ms (main {pair_main:.1f}, pool {pair_pool:.1f}): "
+          f"{pair / (noop_main + noop_pool):.2f}x the no-op; the pipeline is "
+          f"{(main_ms + pool_ms) / pair:.2f}x that", flush=True)
     report_latency(latencies, answers)
 
 
