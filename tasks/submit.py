@@ -1,5 +1,6 @@
-"""The submit queue's tasks: `cutout.submit` (one API call per job) and, chained to it,
-`cutout.persist` (the TaskUID into the ledger, the event, the chain's result)."""
+"""The submit queue's tasks: `cutout.submit` (one API call per job; the job SUBMITTED with its
+TaskUID) and, chained to it, `cutout.persist` (the TaskUID as the chain's result in the result
+backend)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from tasks.poll import ensure_poll_loop
 from tasks.retrying import TASK_OPTIONS, republish, requeue, retry_or_give_up
 from tasks.stages.failpoints import failpoint
 from tasks.stages.runtime import Runtime, runtime
-from tasks.stages.submit import give_up, persist_job, submit_job
+from tasks.stages.submit import PipeHook, give_up, persist_job, submit_job
 from tasks.store.records import JobState
 
 __all__ = ["persist", "submit"]
@@ -26,10 +27,10 @@ def submit(self: Any, reference: str, options: dict[str, Any] | None = None,
     rt = runtime()
     job_id = self.request.id
     try:
-        outcome = submit_job(rt, job_id)
+        outcome = submit_job(rt, job_id, _poll_loop(rt))
         if outcome.missing:  # sent by name without a recorded job: record it, then go on
             _create_record(rt, job_id, reference, options or {}, batch, output_dir)
-            outcome = submit_job(rt, job_id)
+            outcome = submit_job(rt, job_id, _poll_loop(rt))
     except RetryableError as exc:
         retry_or_give_up(self, rt.settings, exc,
                          lambda e, n: give_up(rt, job_id, "submit", e, n))
@@ -50,16 +51,23 @@ def submit(self: Any, reference: str, options: dict[str, Any] | None = None,
 # and write per job that no one needs (the submit task keeps its STARTED).
 @app.task(name="cutout.persist", track_started=False, **TASK_OPTIONS)
 def persist(self: Any, submitted: dict[str, Any]) -> dict[str, Any]:
-    """Record the TaskUID (SUBMITTED, job.submitted) and make sure the poll loop runs."""
+    """The submit's answer as the chain's result (the ledger written only when the submit
+    could not record the job SUBMITTED itself)."""
     return _persist(runtime(), submitted)
 
 
 def _persist(rt: Runtime, submitted: dict[str, Any]) -> dict[str, Any]:
-    if not submitted.get("task_uid"):
+    """The submit's answer as this task's result (in the result backend); the ledger is
+    written here only when the submit could not record the job SUBMITTED itself."""
+    if not submitted.get("task_uid") or submitted.get("state") == str(JobState.SUBMITTED):
         return submitted
-    state = persist_job(rt, submitted["job_id"], submitted["task_uid"],
-                        also=lambda pipe: ensure_poll_loop(rt.settings, rt.ticks, pipe=pipe))
+    state = persist_job(rt, submitted["job_id"], submitted["task_uid"], also=_poll_loop(rt))
     return {**submitted, "state": str(state) if state else None}
+
+
+def _poll_loop(rt: Runtime) -> PipeHook:
+    """Queue the poll loop's start (a round within about poll_interval_s) on a pipeline."""
+    return lambda pipe: ensure_poll_loop(rt.settings, rt.ticks, pipe=pipe)
 
 
 def _create_record(rt: Runtime, job_id: str, reference: str, options: dict[str, Any],

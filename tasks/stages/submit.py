@@ -26,13 +26,15 @@ from tasks.store.claims import ClaimLost, begin_call, claim, mark_sent
 from tasks.store.ledger import ERROR_FIELDS
 from tasks.store.records import JobRecord, JobState
 
-__all__ = ["TOKEN_WAIT_S", "SubmitOutcome", "persist_job", "submit_job"]
+__all__ = ["TOKEN_WAIT_S", "PipeHook", "SubmitOutcome", "persist_job", "submit_job"]
 
 log = logging.getLogger(__name__)
 
 TOKEN_WAIT_S = 1.0  # longest in-task wait for a token; longer waits requeue the message
 BUSY_RECHECK_S = 5.0  # a duplicate looks again this soon while another worker holds the job
 LOST_CLAIM_RECHECK_S = 1.0  # a claim taken over while this process stalled: look again soon
+
+PipeHook = Callable[[Pipeline], object]  # queues commands on a pipeline the stage sends
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,10 @@ class SubmitOutcome:
     missing: bool = False
 
 
-def submit_job(rt: Runtime, job_id: str) -> SubmitOutcome:
+def submit_job(rt: Runtime, job_id: str, on_submitted: PipeHook | None = None) -> SubmitOutcome:
+    """Claim, fetch, check, pay (or reuse, wait, hold). A job the API took is SUBMITTED in the
+    same step that records its TaskUID; `on_submitted` queues more commands in that round
+    trip (the poll loop's start)."""
     try:
         # Only look: no token, no claim, no fetch while the limiter is booked up (no need to
         # look while this process's last token came at once).
@@ -75,10 +80,11 @@ def submit_job(rt: Runtime, job_id: str) -> SubmitOutcome:
     assert record is not None  # claimed just now
     with rt.leases.holding(job_id, owner):
         failpoint(rt.settings, rt.redis, "after_claim")
-        return _attempt(rt, record, owner)
+        return _attempt(rt, record, owner, on_submitted)
 
 
-def _attempt(rt: Runtime, record: JobRecord, owner: str) -> SubmitOutcome:
+def _attempt(rt: Runtime, record: JobRecord, owner: str,
+             on_submitted: PipeHook | None) -> SubmitOutcome:
     job_id = record.job_id
     try:
         image, mime, options = prepare(rt, record)
@@ -96,7 +102,7 @@ def _attempt(rt: Runtime, record: JobRecord, owner: str) -> SubmitOutcome:
     if not reserve_or_hold(rt, record, owner):  # over a credit budget: parked, unpaid
         return SubmitOutcome(job_id, state=JobState.ON_HOLD)
     try:
-        outcome = _call(rt, job_id, owner, image, mime, options)
+        outcome = _call(rt, job_id, owner, image, mime, options, on_submitted)
     except TokenWait as exc:
         release_budget(rt, job_id)
         _release(rt, job_id, owner)
@@ -120,7 +126,7 @@ def prepare(rt: Runtime, record: JobRecord) -> tuple[bytes, str, RemoveBackgroun
 
 
 def _call(rt: Runtime, job_id: str, owner: str, image: bytes, mime: str,
-          options: RemoveBackgroundOptions) -> SubmitOutcome:
+          options: RemoveBackgroundOptions, on_submitted: PipeHook | None) -> SubmitOutcome:
     # From the recorded start of the call to its recorded TaskUID, a stop signal waits: a
     # process stopped in between would leave a paid call without its answer. The start's
     # durable write and the signing happen while the token's start comes; the request leaves
@@ -147,16 +153,21 @@ def _call(rt: Runtime, job_id: str, owner: str, image: bytes, mime: str,
             _fail(rt, job_id, owner, "submit", exc)
             return SubmitOutcome(job_id, state=JobState.FAILED)
         failpoint(rt.settings, rt.redis, "before_task_uid_write")
-        # Written at once: the TaskUID is the only proof this job was paid for.
-        # The limiter's slot is freed in the same round trip.
-        if not rt.ledger.set_fields(job_id, expect={"lease_owner": owner},
-                                    task_uid=answer.task_uid,
-                                    also=lambda pipe: rt.limiter.release_into(grant, pipe)):
+        # Written at once: the TaskUID is the only proof this job was paid for. The limiter's
+        # slot is freed in the same round trip.
+        def also(pipe: Pipeline) -> None:
+            rt.limiter.release_into(grant, pipe)
+            if on_submitted is not None:
+                on_submitted(pipe)
+
+        done, _ = _record_task_uid(rt, job_id, answer.task_uid, {"lease_owner": owner}, also)
+        if not done:
             log.warning("job %s: the API accepted it as task %s, but the job was taken over "
                         "meanwhile; record it with `cutout reconcile --attach %s %s`",
                         job_id, answer.task_uid, job_id, answer.task_uid)
     failpoint(rt.settings, rt.redis, "after_task_uid_write")
-    return SubmitOutcome(job_id, task_uid=answer.task_uid)
+    return SubmitOutcome(job_id, task_uid=answer.task_uid,
+                         state=JobState.SUBMITTED if done else None)
 
 
 def _marking_sent(rt: Runtime, job_id: str, owner: str) -> Callable[[], None]:
@@ -176,20 +187,28 @@ def _call_failed(rt: Runtime, job_id: str, owner: str, exc: RetryableError) -> S
 
 
 def persist_job(rt: Runtime, job_id: str, task_uid: str,
-                also: Callable[[Pipeline], object] | None = None) -> JobState | None:
-    """SUBMITTED with its TaskUID, the job.submitted event and a poll time, in one step.
-    Only for the TaskUID the job holds: a stale message from an earlier attempt changes
-    nothing, and a repeat finds the job SUBMITTED already and emits nothing. `also` queues
-    more commands in the same round trip (the poll loop's start)."""
+                also: PipeHook | None = None) -> JobState | None:
+    """SUBMITTED for a TaskUID recorded without it (by an earlier version, or attached by
+    `cutout reconcile`). Only for the TaskUID the job holds: a stale message from an earlier
+    attempt changes nothing, and a repeat finds the job SUBMITTED already and emits nothing.
+    `also` queues more commands in the same round trip (the poll loop's start)."""
+    _, state = _record_task_uid(rt, job_id, task_uid, {"task_uid": task_uid}, also)
+    return state
+
+
+def _record_task_uid(rt: Runtime, job_id: str, task_uid: str, expect: dict[str, str],
+                     also: PipeHook | None) -> tuple[bool, JobState | None]:
+    """The TaskUID on the job, SUBMITTED, the job.submitted event and a poll time, in one step
+    (if the job still holds `expect`)."""
     done, state = rt.ledger.transition(
         job_id, [JobState.SUBMITTING, JobState.NEEDS_RECONCILIATION], JobState.SUBMITTED,
-        fields={"submitted_at": "__now__"},
+        fields={"task_uid": task_uid, "submitted_at": "__now__"},
         clear=["lease_until", "lease_owner", *ERROR_FIELDS, "finished_at"],
         event="job.submitted", event_fields={"task_uid": task_uid},
-        poll_in_s=rt.settings.poll_interval_s, expect={"task_uid": task_uid}, also=also)
+        poll_in_s=rt.settings.poll_interval_s, expect=expect, also=also)
     if done:
         log.info("job %s submitted as task %s", job_id, task_uid)
-    return state
+    return done, state
 
 
 def give_up(rt: Runtime, job_id: str, stage: str, exc: RetryableError, retries: int) -> None:
