@@ -21,6 +21,7 @@ from tasks.store.ledger import (
     POLL_SCHEDULE,
     RECONCILE_JOBS,
     Ledger,
+    job_key,
     redis_now,
 )
 from tasks.store.records import JobRecord, JobState
@@ -59,7 +60,7 @@ def test_a_transition_from_a_state_not_allowed_is_refused(ledger: Ledger) -> Non
 
 def test_a_transition_whose_expected_fields_do_not_hold_is_refused(ledger: Ledger) -> None:
     ledger.create("j1", "a.png", {})
-    ledger.set_fields("j1", task_uid="T-new")
+    ledger.redis.hset(job_key("j1"), "task_uid", "T-new")
     assert ledger.transition("j1", [JobState.ACCEPTED], JobState.SUBMITTED,
                              expect={"task_uid": "T-old"}) == (False, JobState.ACCEPTED)
     assert ledger.transition("j1", [JobState.ACCEPTED], JobState.SUBMITTED,
@@ -129,7 +130,7 @@ def test_a_claimed_job_cannot_be_claimed_again_by_a_duplicate(ledger: Ledger) ->
 def test_a_job_with_a_task_uid_is_persisted_not_submitted_again(ledger: Ledger) -> None:
     ledger.create("j1", "a.png", {})
     claim(ledger, "j1", 30, "owner")
-    ledger.set_fields("j1", call_started_at=1.0, task_uid="T9")
+    ledger.redis.hset(job_key("j1"), mapping={"call_started_at": 1.0, "task_uid": "T9"})
     verdict = claim(ledger, "j1", 30, "owner")
     assert (verdict.verdict, verdict.task_uid) == ("persist", "T9")
 
@@ -137,7 +138,7 @@ def test_a_job_with_a_task_uid_is_persisted_not_submitted_again(ledger: Ledger) 
 def test_an_expired_lease_after_a_started_call_is_unknown_not_claimable(ledger: Ledger) -> None:
     ledger.create("j1", "a.png", {})
     claim(ledger, "j1", 0.001, "owner")
-    ledger.set_fields("j1", call_started_at=1.0)
+    ledger.redis.hset(job_key("j1"), "call_started_at", 1.0)
     time.sleep(0.01)
     assert claim(ledger, "j1", 30, "owner").verdict == "unknown"
 

@@ -145,7 +145,8 @@ def test_an_unwritable_output_fails_after_the_retries_and_retry_collects_without
 
 
 def test_a_write_never_creates_a_job_and_a_fragment_reads_as_no_job(rt: Runtime) -> None:
-    assert not rt.ledger.set_fields("ghost", task_uid="T")
+    assert rt.ledger.transition("ghost", [JobState.SUBMITTING], JobState.SUBMITTED,
+                                fields={"task_uid": "T"}) == (False, None)
     assert not rt.redis.exists(job_key("ghost"))
     rt.redis.hset(job_key("fragment"), "task_uid", "T")  # as a crash might leave one
     assert rt.ledger.get("fragment") is None and rt.ledger.get_many(["fragment"]) == [None]

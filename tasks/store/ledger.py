@@ -146,19 +146,6 @@ end
 return {1, ARGV[2]}
 """
 
-# KEYS: job hash. ARGV: expected fields JSON (as in _TRANSITION), then field/value pairs.
-# Writes only to a job that exists (a write must never create a partial job) and only while
-# the expectations hold. Returns 1 when written.
-_SET_FIELDS = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-for k, v in pairs(cjson.decode(ARGV[1])) do
-  if (redis.call('HGET', KEYS[1], k) or '') ~= v then return 0 end
-end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-return 1
-"""
-
-
 class Ledger:
     """The store of record for jobs, on one Redis database."""
 
@@ -166,7 +153,6 @@ class Ledger:
         self.redis = client
         self._create = client.register_script(_CREATE)
         self._transition = client.register_script(_TRANSITION)
-        self._set_fields = client.register_script(_SET_FIELDS)
 
     @classmethod
     def from_url(cls, url: str) -> Ledger:
@@ -286,15 +272,6 @@ class Ledger:
             clear=["lease_until", "lease_owner"], event=event, event_fields=error,
             unschedule=True, expect=expect)
         return done
-
-    def set_fields(self, job_id: str, *, expect: Mapping[str, Any] | None = None,
-                   also: Callable[[Pipeline], object] | None = None, **fields: Any) -> bool:
-        """Write fields that do not change the state (e.g. the TaskUID right after the call),
-        only to a job that exists and whose fields hold the `expect`ed values; True if written.
-        `also` as for transition()."""
-        flat = [item for k, v in fields.items() for item in (k, _str(v))]
-        return bool(self._run(self._set_fields, [job_key(job_id)],
-                              [_json_strings(expect or {}), *flat], also))
 
     def state_counts(self) -> dict[str, int]:
         """Every job by state (states with none left out)."""
