@@ -79,6 +79,16 @@ def test_looking_for_a_token_takes_none(redis_url: str) -> None:
         limiter.reserve(max_wait_s=0.1, take=False)
 
 
+def test_a_process_skips_its_look_only_while_its_last_token_came_at_once(redis_url: str) -> None:
+    limiter = make(redis_url, rate_limit=2)
+    assert not limiter.free_lately()  # nothing seen yet: look first
+    assert limiter.reserve(max_wait_s=0.1) == 0
+    assert limiter.free_lately()  # a token at once: the next claim need not look
+    with pytest.raises(TokenWait):
+        limiter.reserve(max_wait_s=0.1)  # booked up now
+    assert not limiter.free_lately()  # told to wait: look again before the next claim
+
+
 def test_concurrent_callers_in_many_threads_never_share_a_slot(redis_url: str) -> None:
     limiter = make(redis_url, rate_limit=50)
     with ThreadPoolExecutor(8) as pool:
