@@ -177,7 +177,7 @@ def test_an_event_whose_reader_died_is_taken_over_by_another(
     assert alive.webhooks.read(10, None) == []  # not handed out twice
     taken = alive.webhooks.reclaim(min_idle_ms=0, count=10)
     assert [f["job_id"] for _, f in taken] == ["orphan-1"]
-    alive._handle_webhooks(taken)
+    alive._handle([], taken)
     run_until(alive, lambda: len(receiver.accepted()) == 1)
 
 

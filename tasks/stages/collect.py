@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 # A cutout is RGBA PNG: it may be several times the size of the JPEG it came from.
 RESULT_BYTES_FACTOR = 8
+# The fields of a job that collecting it reads (not its whole history).
+FIELDS = ("reference", "options", "output_dir", "task_uid", "credits", "result_urls",
+          "collect_attempts")
 
 
 def collect_lease_s(rt: Runtime) -> float:
@@ -40,7 +43,7 @@ def collect_due(rt: Runtime, limit: int) -> list[str]:
 
 def collect_job(rt: Runtime, job_id: str) -> JobState | None:
     """Download the job's results into its output directory; the job's state afterwards."""
-    record = rt.ledger.get(job_id)
+    record = rt.ledger.get_partial(job_id, FIELDS)
     if record is None or record.state is not JobState.SUBMITTED or not record.result_urls:
         rt.collect_schedule.remove([job_id])  # done already, or not finished at the API
         return record.state if record else None

@@ -6,21 +6,24 @@ due. One `step()` is one round; tasks/webhooks.py runs rounds in a thread of the
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
+from redis.commands.core import Script
 
 from config import Settings
 from tasks.outputs.webhooks import WEBHOOK_EVENTS, WEBHOOKS_GROUP, event_body
 from tasks.stages.deliver import Courier
-from tasks.store.ledger import Ledger
-from tasks.store.metrics import METRICS_GROUP, apply_events
-from tasks.store.stream import Entry, EventGroup
+from tasks.store.ledger import EVENTS_STREAM, Ledger
+from tasks.store.metrics import METRICS_GROUP, apply_events_call
+from tasks.store.scripts import ScriptCall, run_scripts
+from tasks.store.stream import Entry, EventGroup, read_groups
 
 __all__ = ["Outbox", "consumer_name"]
 
@@ -35,6 +38,22 @@ GATHER_S = 0.2
 RECLAIM_EVERY_S = 30.0
 RECLAIM_IDLE_MS = 60_000  # an event read this long ago and not acknowledged: its reader died
 NO_SECRET_WARN_EVERY_S = 300.0
+
+# KEYS: stream. ARGV: group, JSON [[entry id, job id ('' = not a finished job's event)]].
+# Acknowledges each entry whose job names no webhook URL (nothing to deliver: most of them, and
+# known without reading whole records); returns the others' ids, unacknowledged, for a delivery.
+_ACK_PLAIN = """
+local named = {}
+for _, e in ipairs(cjson.decode(ARGV[2])) do
+  local url = e[2] ~= '' and redis.call('HGET', 'cutout:job:' .. e[2], 'webhook_url')
+  if url and url ~= '' then
+    table.insert(named, e[1])
+  else
+    redis.call('XACK', KEYS[1], ARGV[1], e[1])
+  end
+end
+return named
+"""
 
 
 def consumer_name() -> str:
@@ -51,6 +70,10 @@ class Outbox:
     webhooks: EventGroup
     _next_reclaim: float = 0.0
     _next_warning: float = 0.0
+    _ack_plain: Script = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._ack_plain = self.redis.register_script(_ACK_PLAIN)
 
     @classmethod
     def build(cls, settings: Settings, consumer: str | None = None) -> Outbox:
@@ -69,33 +92,49 @@ class Outbox:
         (waiting a little for them when nothing was sent). Returns the events read."""
         if time.monotonic() >= self._next_reclaim:
             self._next_reclaim = time.monotonic() + RECLAIM_EVERY_S
-            self._handle_metrics(self.metrics.reclaim(RECLAIM_IDLE_MS, READ_COUNT))
-            self._handle_webhooks(self.webhooks.reclaim(RECLAIM_IDLE_MS, READ_COUNT))
+            self._handle(self.metrics.reclaim(RECLAIM_IDLE_MS, READ_COUNT),
+                         self.webhooks.reclaim(RECLAIM_IDLE_MS, READ_COUNT))
         sent = self.courier.deliver_due()
         self._warn_without_secret()
-        events = self.metrics.read(READ_COUNT, None if sent else IDLE_BLOCK_MS)
-        self._handle_metrics(events)
-        self._handle_webhooks(self.webhooks.read(READ_COUNT, None))
+        # Both groups in one round trip, and both scripts in another.
+        events, finished = read_groups(self.redis, [self.metrics, self.webhooks], READ_COUNT,
+                                       None if sent else IDLE_BLOCK_MS)
+        self._handle(events, finished)
         return len(events)
 
     def pause_s(self, read: int) -> float:
         """How long to wait before the next round, after one that read `read` events."""
         return GATHER_S if 0 < read < READ_COUNT else 0.0
 
-    def _handle_metrics(self, entries: Sequence[Entry]) -> None:
-        apply_events(self.redis, METRICS_GROUP, entries)
+    def _handle(self, metrics: Sequence[Entry], webhooks: Sequence[Entry]) -> None:
+        """Fold `metrics` into the totals; acknowledge the `webhooks` entries of jobs without a
+        webhook URL, and turn the others into deliveries."""
+        ack = self._ack_plain_call(webhooks)
+        calls = [c for c in (apply_events_call(self.redis, METRICS_GROUP, metrics), ack) if c]
+        answers = run_scripts(self.redis, calls) if calls else []
+        named = set(answers[-1]) if ack else set()
+        self._schedule_webhooks([(i, f) for i, f in webhooks if i in named])
 
-    def _handle_webhooks(self, entries: Sequence[Entry]) -> None:
-        """A delivery for each finished job that names a webhook URL; every entry acked."""
+    def _ack_plain_call(self, entries: Sequence[Entry]) -> ScriptCall | None:
+        """The script call that acknowledges every entry but the finished jobs' events whose
+        job names a webhook URL; it answers those entries' ids (left unacknowledged)."""
+        if not entries:
+            return None
+        rows = [[entry_id, f.get("job_id", "") if f.get("type") in WEBHOOK_EVENTS else ""]
+                for entry_id, f in entries]
+        return self._ack_plain, [EVENTS_STREAM], [self.webhooks.group, json.dumps(rows)]
+
+    def _schedule_webhooks(self, entries: Sequence[Entry]) -> None:
+        """A delivery for each of these entries (finished jobs naming a webhook URL), read from
+        the whole record; every entry acked."""
         if not entries:
             return
-        finished = [(entry_id, f) for entry_id, f in entries if f.get("type") in WEBHOOK_EVENTS]
-        records = self.ledger.get_many([f.get("job_id", "") for _, f in finished])
+        records = self.ledger.get_many([f.get("job_id", "") for _, f in entries])
         bodies = {}
-        for (entry_id, fields), record in zip(finished, records, strict=True):
+        for (entry_id, fields), record in zip(entries, records, strict=True):
             if record is not None and record.webhook_url:
                 bodies[entry_id] = (record.webhook_url, event_body(fields, record))
-        created = self.courier.deliveries.schedule(WEBHOOKS_GROUP, entries, bodies)
+        created = self.courier.deliveries.schedule(self.webhooks.group, entries, bodies)
         if created:
             log.debug("%d webhook deliveries scheduled", created)
 

@@ -15,11 +15,12 @@ import redis
 from redis.commands.core import Script
 
 from tasks.store.ledger import EVENTS_STREAM, OPEN_JOBS, job_key
+from tasks.store.scripts import ScriptCall, run_scripts
 from tasks.store.stream import Entry
 
 __all__ = ["API_RESULT_TTL_S", "FINISHED_EVENTS", "LATENCY_BUCKETS_S", "METRICS_GROUP",
-           "ApiCallCounter", "EventTotals", "apply_events", "oldest_open_age_s",
-           "read_event_totals"]
+           "ApiCallCounter", "EventTotals", "apply_events", "apply_events_call",
+           "oldest_open_age_s", "read_event_totals"]
 
 API_CALLS = "cutout:metrics:api_calls"  # hash: "Action outcome" -> calls
 TOTALS = "cutout:metrics:events"  # hash: event type -> count, "credits" -> sum
@@ -30,6 +31,7 @@ FINISHED_EVENTS = ("job.succeeded", "job.failed", "job.needs_reconciliation")
 LATENCY_BUCKETS_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
                      4 * 3600.0, 12 * 3600.0, 24 * 3600.0)
 API_RESULT_TTL_S = 24 * 3600.0  # the API deletes a task's results this long after it
+_BOUNDS_JSON = json.dumps(LATENCY_BUCKETS_S)
 
 # KEYS: stream, totals, submitted-at, latency. ARGV: group, JSON [[id, type, job, at, credits]],
 # JSON bucket bounds. Each entry is applied only if this call acknowledged it.
@@ -86,12 +88,20 @@ class ApiCallCounter:
 def apply_events(client: redis.Redis, group: str, entries: Sequence[Entry]) -> int:
     """Acknowledge these entries for `group` and fold each into the totals (once: an entry
     already acknowledged changes nothing). Returns how many were applied."""
+    call = apply_events_call(client, group, entries)
+    return int(run_scripts(client, [call])[0]) if call else 0
+
+
+def apply_events_call(client: redis.Redis, group: str,
+                      entries: Sequence[Entry]) -> ScriptCall | None:
+    """apply_events as a script call, to send with others (tasks/store/scripts.py); None
+    when there is nothing to apply."""
     rows = [[entry_id, _kind(fields), fields.get("job_id", ""), fields.get("at", "0"),
              fields.get("credits", "")] for entry_id, fields in entries]
     if not rows:
-        return 0
-    return int(_apply_script(client)(keys=[EVENTS_STREAM, TOTALS, SUBMITTED_AT, LATENCY],
-                      args=[group, json.dumps(rows), json.dumps(LATENCY_BUCKETS_S)]))
+        return None
+    return (_apply_script(client), [EVENTS_STREAM, TOTALS, SUBMITTED_AT, LATENCY],
+            [group, json.dumps(rows), _BOUNDS_JSON])
 
 
 @lru_cache(maxsize=8)

@@ -6,6 +6,7 @@ that applies the event, so an event is applied once even when it is read twice.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -13,7 +14,7 @@ import redis
 
 from tasks.store.ledger import EVENTS_STREAM
 
-__all__ = ["Entry", "EventGroup"]
+__all__ = ["Entry", "EventGroup", "read_groups"]
 
 Entry = tuple[str, dict[str, str]]  # (stream id, fields)
 
@@ -38,12 +39,8 @@ class EventGroup:
 
     def read(self, count: int, block_ms: int | None) -> list[Entry]:
         """Events no consumer of the group has read yet (waiting up to block_ms for one)."""
-        answer = cast(list[Any], self.redis.xreadgroup(
+        return _entries(self.redis.xreadgroup(
             self.group, self.consumer, {EVENTS_STREAM: ">"}, count=count, block=block_ms))
-        if not answer:
-            return []
-        _, entries = answer[0]
-        return [(entry_id, fields) for entry_id, fields in entries if fields is not None]
 
     def reclaim(self, min_idle_ms: int, count: int) -> list[Entry]:
         """Events another consumer read and did not acknowledge for min_idle_ms (it died):
@@ -61,3 +58,23 @@ class EventGroup:
     def ack(self, entry_ids: list[str]) -> None:
         if entry_ids:
             self.redis.xack(EVENTS_STREAM, self.group, *entry_ids)
+
+
+def read_groups(client: redis.Redis, groups: Sequence[EventGroup], count: int,
+                block_ms: int | None) -> list[list[Entry]]:
+    """EventGroup.read of each group in one round trip: the first read waits up to block_ms
+    for an event; Redis answers the others as soon as it has answered the first, so they
+    see what woke it."""
+    pipe = client.pipeline(transaction=False)
+    for i, group in enumerate(groups):
+        pipe.xreadgroup(group.group, group.consumer, {EVENTS_STREAM: ">"}, count=count,
+                        block=block_ms if i == 0 else None)
+    return [_entries(answer) for answer in pipe.execute()]
+
+
+def _entries(answer: Any) -> list[Entry]:
+    """The entries of an XREADGROUP answer on the one stream (deleted ones left out)."""
+    if not answer:
+        return []
+    _, entries = cast(list[Any], answer)[0]
+    return [(entry_id, fields) for entry_id, fields in entries if fields is not None]
