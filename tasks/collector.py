@@ -15,7 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from tasks.logs import job_log_context
-from tasks.stages.collect import collect_due, collect_job
+from tasks.stages.collect import collect_due_or_wait, collect_job
 from tasks.stages.runtime import Runtime
 
 __all__ = ["Collector"]
@@ -40,25 +40,29 @@ class Collector:
 
     def _dispatch(self) -> None:
         while True:
-            self._free.acquire()  # a thread is free: take one due job for it
+            free = self._take_free()
             try:
-                job_ids = collect_due(self.rt, 1)
+                # One call takes a due job for every free thread, or tells how long to wait.
+                job_ids, first = collect_due_or_wait(self.rt, free)
             except Exception:
                 log.exception("could not read the collect schedule; trying again")
-                job_ids = []
+                job_ids, first = [], None
                 time.sleep(ERROR_WAIT_S)
-            if not job_ids:
+            for _ in range(free - len(job_ids)):
                 self._free.release()
-                self._idle()
-                continue
-            self._pool.submit(self._collect, job_ids[0])
+            for job_id in job_ids:
+                self._pool.submit(self._collect, job_id)
+            if not job_ids:
+                time.sleep(IDLE_WAIT_MAX_S if first is None
+                           else min(max(first, 0.01), IDLE_WAIT_MAX_S))
 
-    def _idle(self) -> None:
-        try:
-            _, first = self.rt.collect_schedule.status()
-        except Exception:
-            first = None
-        time.sleep(IDLE_WAIT_MAX_S if first is None else min(max(first, 0.01), IDLE_WAIT_MAX_S))
+    def _take_free(self) -> int:
+        """Wait for a free thread, then take every other one free now: how many taken."""
+        self._free.acquire()
+        taken = 1
+        while self._free.acquire(blocking=False):
+            taken += 1
+        return taken
 
     def _collect(self, job_id: str) -> None:
         try:

@@ -3,7 +3,7 @@
 A name is claimed on the filesystem itself: the final name is created with O_CREAT|O_EXCL, which
 only one process can win, on whichever machine and under whichever mount path, and which follows
 the filesystem's own case rules (on a case-insensitive share photo.png and Photo.png are one
-name). The picture is then written beside it and renamed over the claimed name. Which files are
+name). The picture, written beside it first, is renamed over the claimed name. Which files are
 a job's own (so that a job collected again rewrites them, and nothing else) is recorded in Redis
 by the files' identity (inode, size, modification time), which is the same through every mount
 path, never by a path.

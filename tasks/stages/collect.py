@@ -19,7 +19,8 @@ from tasks.stages.backoff import retry_delay
 from tasks.stages.runtime import Runtime
 from tasks.store.records import JobRecord, JobState
 
-__all__ = ["RESULT_BYTES_FACTOR", "collect_due", "collect_job", "collect_lease_s"]
+__all__ = ["RESULT_BYTES_FACTOR", "collect_due", "collect_due_or_wait", "collect_job",
+           "collect_lease_s"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,11 @@ def collect_lease_s(rt: Runtime) -> float:
 def collect_due(rt: Runtime, limit: int) -> list[str]:
     """Take up to `limit` jobs due for collection (each is this caller's for a lease)."""
     return rt.collect_schedule.claim_due(limit, collect_lease_s(rt))
+
+
+def collect_due_or_wait(rt: Runtime, limit: int) -> tuple[list[str], float | None]:
+    """collect_due, and when none is due the seconds until one is (None: none waits)."""
+    return rt.collect_schedule.claim_or_wait(limit, collect_lease_s(rt))
 
 
 def collect_job(rt: Runtime, job_id: str) -> JobState | None:

@@ -30,6 +30,9 @@ __all__ = ["PollResult", "poll_batch"]
 
 log = logging.getLogger(__name__)
 
+# The fields of a job that polling it reads (not its whole history).
+FIELDS = ("task_uid", "polls", "poll_errors", "poll_cap", "submitted_at", "created_at")
+
 
 @dataclass
 class PollResult:
@@ -67,7 +70,7 @@ def _submitted(rt: Runtime, ids: list[str]) -> dict[str, JobRecord]:
     """TaskUID -> record for the claimed ids still SUBMITTED; the others leave the schedule."""
     jobs: dict[str, JobRecord] = {}
     stale = []
-    for job_id, record in zip(ids, rt.ledger.get_many(ids), strict=True):
+    for job_id, record in zip(ids, rt.ledger.get_many_partial(ids, FIELDS), strict=True):
         if record and record.state is JobState.SUBMITTED and record.task_uid:
             jobs[record.task_uid] = record
         else:

@@ -21,6 +21,23 @@ for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]),
 return ids
 """
 
+# KEYS: schedule. ARGV: limit, lease seconds. As _CLAIM_DUE, with one element before the ids:
+# '' when some were claimed, else the seconds until the earliest is due ('-1' when the schedule
+# is empty), so that an idle look is one call.
+_CLAIM_OR_WAIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), id) end
+if #ids > 0 then
+  table.insert(ids, 1, '')
+  return ids
+end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #first == 0 then return {'-1'} end
+return {string.format('%.6f', math.max(0, tonumber(first[2]) - now))}
+"""
+
 # KEYS: schedule. ARGV: delay seconds, job ids... Moves existing members only (XX).
 _RESCHEDULE = """
 local t = redis.call('TIME')
@@ -49,9 +66,18 @@ class DueSchedule:
         self._claim = client.register_script(_CLAIM_DUE)
         self._reschedule = client.register_script(_RESCHEDULE)
         self._status = client.register_script(_STATUS)
+        self._claim_or_wait = client.register_script(_CLAIM_OR_WAIT)
 
     def claim_due(self, limit: int, lease_s: float) -> list[str]:
         return list(self._claim(keys=[self.key], args=[limit, lease_s]))
+
+    def claim_or_wait(self, limit: int, lease_s: float) -> tuple[list[str], float | None]:
+        """(claim_due's ids, None), or when none is due ([], seconds until the earliest is,
+        or None when nothing waits): one call."""
+        wait, *ids = self._claim_or_wait(keys=[self.key], args=[limit, lease_s])
+        if ids:
+            return [str(i) for i in ids], None
+        return [], None if float(wait) < 0 else float(wait)
 
     def reschedule(self, job_ids: list[str], delay_s: float) -> None:
         if job_ids:
