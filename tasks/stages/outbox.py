@@ -1,12 +1,12 @@
 """What each worker does with the events stream besides the stages: fold every event into the
 metrics' totals (consumer group `cutout-metrics`), turn each finished job's event into a webhook
 delivery when the job names a URL (group `cutout-webhooks`), and send the deliveries that are
-due. One `step()` is one round; tasks/webhooks.py runs rounds in a thread of the main process.
+due. One `step()` is one round (its Redis side: tasks/store/event_rounds.py); tasks/webhooks.py
+runs rounds in a thread of the main process.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -15,15 +15,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import redis
-from redis.commands.core import Script
 
 from config import Settings
 from tasks.outputs.webhooks import WEBHOOK_EVENTS, WEBHOOKS_GROUP, event_body
 from tasks.stages.deliver import Courier
-from tasks.store.ledger import EVENTS_STREAM, Ledger
+from tasks.store.event_rounds import EventRounds
+from tasks.store.ledger import Ledger
 from tasks.store.metrics import METRICS_GROUP, apply_events_call
-from tasks.store.scripts import ScriptCall, run_scripts
-from tasks.store.stream import Entry, EventGroup, read_groups
+from tasks.store.scripts import run_scripts
+from tasks.store.stream import Entry, EventGroup
 
 __all__ = ["Outbox", "consumer_name"]
 
@@ -32,28 +32,13 @@ log = logging.getLogger(__name__)
 READ_COUNT = 200  # events per read
 IDLE_BLOCK_MS = 500  # how long a round waits for new events when nothing was due
 # After a round that read only a few events, the next waits this long, so that it reads many at
-# once: a blocking read returns with the first event, and one round per event costs five Redis
-# calls. Metrics and webhooks come this much later at most; the jobs themselves do not wait.
+# once: a blocking wait returns with the first event, and a round costs a round trip and a
+# script however few it reads. Metrics and webhooks come this much later at most; the jobs
+# themselves do not wait.
 GATHER_S = 0.2
 RECLAIM_EVERY_S = 30.0
 RECLAIM_IDLE_MS = 60_000  # an event read this long ago and not acknowledged: its reader died
 NO_SECRET_WARN_EVERY_S = 300.0
-
-# KEYS: stream. ARGV: group, JSON [[entry id, job id ('' = not a finished job's event)]].
-# Acknowledges each entry whose job names no webhook URL (nothing to deliver: most of them, and
-# known without reading whole records); returns the others' ids, unacknowledged, for a delivery.
-_ACK_PLAIN = """
-local named = {}
-for _, e in ipairs(cjson.decode(ARGV[2])) do
-  local url = e[2] ~= '' and redis.call('HGET', 'cutout:job:' .. e[2], 'webhook_url')
-  if url and url ~= '' then
-    table.insert(named, e[1])
-  else
-    redis.call('XACK', KEYS[1], ARGV[1], e[1])
-  end
-end
-return named
-"""
 
 
 def consumer_name() -> str:
@@ -70,10 +55,12 @@ class Outbox:
     webhooks: EventGroup
     _next_reclaim: float = 0.0
     _next_warning: float = 0.0
-    _ack_plain: Script = field(init=False)
+    _rounds: EventRounds = field(init=False)
+    _last_id: str | None = None  # the stream's last entry when the previous round ran
+    _read: int = 0  # events the previous round read
 
     def __post_init__(self) -> None:
-        self._ack_plain = self.redis.register_script(_ACK_PLAIN)
+        self._rounds = EventRounds(self.redis, WEBHOOK_EVENTS)
 
     @classmethod
     def build(cls, settings: Settings, consumer: str | None = None) -> Outbox:
@@ -96,33 +83,29 @@ class Outbox:
                          self.webhooks.reclaim(RECLAIM_IDLE_MS, READ_COUNT))
         sent = self.courier.deliver_due()
         self._warn_without_secret()
-        # Both groups in one round trip, and both scripts in another.
-        events, finished = read_groups(self.redis, [self.metrics, self.webhooks], READ_COUNT,
-                                       None if sent else IDLE_BLOCK_MS)
-        self._handle(events, finished)
-        return len(events)
+        # Waits for a new event only after a round that read less than a full batch and when
+        # nothing was sent (more may be due soon); the wait and the round are one round trip.
+        wait = None if sent or self._last_id is None or self._read >= READ_COUNT \
+            else (self._last_id, IDLE_BLOCK_MS)
+        done = self._rounds.run((self.metrics.group, self.webhooks.group),
+                                self.metrics.consumer, READ_COUNT, wait)
+        self._last_id, self._read = done.last_id, done.read
+        self._schedule_webhooks(done.named)
+        return done.read
 
     def pause_s(self, read: int) -> float:
         """How long to wait before the next round, after one that read `read` events."""
         return GATHER_S if 0 < read < READ_COUNT else 0.0
 
     def _handle(self, metrics: Sequence[Entry], webhooks: Sequence[Entry]) -> None:
-        """Fold `metrics` into the totals; acknowledge the `webhooks` entries of jobs without a
-        webhook URL, and turn the others into deliveries."""
-        ack = self._ack_plain_call(webhooks)
+        """As a round does, for events read some other way (reclaimed): fold `metrics` into
+        the totals; acknowledge the `webhooks` entries of jobs without a webhook URL, and turn
+        the others into deliveries."""
+        ack = self._rounds.ack_plain_call(self.webhooks.group, webhooks)
         calls = [c for c in (apply_events_call(self.redis, METRICS_GROUP, metrics), ack) if c]
         answers = run_scripts(self.redis, calls) if calls else []
-        named = set(answers[-1]) if ack else set()
-        self._schedule_webhooks([(i, f) for i, f in webhooks if i in named])
-
-    def _ack_plain_call(self, entries: Sequence[Entry]) -> ScriptCall | None:
-        """The script call that acknowledges every entry but the finished jobs' events whose
-        job names a webhook URL; it answers those entries' ids (left unacknowledged)."""
-        if not entries:
-            return None
-        rows = [[entry_id, f.get("job_id", "") if f.get("type") in WEBHOOK_EVENTS else ""]
-                for entry_id, f in entries]
-        return self._ack_plain, [EVENTS_STREAM], [self.webhooks.group, json.dumps(rows)]
+        named = [webhooks[int(i) - 1] for i in answers[-1]] if ack else []
+        self._schedule_webhooks(named)
 
     def _schedule_webhooks(self, entries: Sequence[Entry]) -> None:
         """A delivery for each of these entries (finished jobs naming a webhook URL), read from

@@ -6,7 +6,6 @@ that applies the event, so an event is applied once even when it is read twice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -14,7 +13,7 @@ import redis
 
 from tasks.store.ledger import EVENTS_STREAM
 
-__all__ = ["Entry", "EventGroup", "read_groups"]
+__all__ = ["Entry", "EventGroup"]
 
 Entry = tuple[str, dict[str, str]]  # (stream id, fields)
 
@@ -58,18 +57,6 @@ class EventGroup:
     def ack(self, entry_ids: list[str]) -> None:
         if entry_ids:
             self.redis.xack(EVENTS_STREAM, self.group, *entry_ids)
-
-
-def read_groups(client: redis.Redis, groups: Sequence[EventGroup], count: int,
-                block_ms: int | None) -> list[list[Entry]]:
-    """EventGroup.read of each group in one round trip: the first read waits up to block_ms
-    for an event; Redis answers the others as soon as it has answered the first, so they
-    see what woke it."""
-    pipe = client.pipeline(transaction=False)
-    for i, group in enumerate(groups):
-        pipe.xreadgroup(group.group, group.consumer, {EVENTS_STREAM: ">"}, count=count,
-                        block=block_ms if i == 0 else None)
-    return [_entries(answer) for answer in pipe.execute()]
 
 
 def _entries(answer: Any) -> list[Entry]:
