@@ -15,8 +15,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from tasks.logs import job_log_context
-from tasks.stages.collect import collect_due_or_wait, collect_job
+from tasks.stages.collect import collect_claimed, collect_due_or_wait
 from tasks.stages.runtime import Runtime
+from tasks.store.records import JobRecord
 
 __all__ = ["Collector"]
 
@@ -42,17 +43,18 @@ class Collector:
         while True:
             free = self._take_free()
             try:
-                # One call takes a due job for every free thread, or tells how long to wait.
-                job_ids, first = collect_due_or_wait(self.rt, free)
+                # One call takes a due job (and its fields) for every free thread, or tells
+                # how long to wait.
+                claimed, first = collect_due_or_wait(self.rt, free)
             except Exception:
                 log.exception("could not read the collect schedule; trying again")
-                job_ids, first = [], None
+                claimed, first = [], None
                 time.sleep(ERROR_WAIT_S)
-            for _ in range(free - len(job_ids)):
+            for _ in range(free - len(claimed)):
                 self._free.release()
-            for job_id in job_ids:
-                self._pool.submit(self._collect, job_id)
-            if not job_ids:
+            for job_id, record in claimed:
+                self._pool.submit(self._collect, job_id, record)
+            if not claimed:
                 time.sleep(IDLE_WAIT_MAX_S if first is None
                            else min(max(first, 0.01), IDLE_WAIT_MAX_S))
 
@@ -64,10 +66,10 @@ class Collector:
             taken += 1
         return taken
 
-    def _collect(self, job_id: str) -> None:
+    def _collect(self, job_id: str, record: JobRecord | None) -> None:
         try:
             with job_log_context(job_id, "collect"):
-                collect_job(self.rt, job_id)
+                collect_claimed(self.rt, job_id, record)
         except Exception:  # the job stays scheduled: its lease runs out and it is tried again
             log.exception("collecting job %s failed unexpectedly", job_id)
         finally:

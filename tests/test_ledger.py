@@ -296,7 +296,9 @@ def test_one_look_at_a_schedule_claims_the_due_jobs_or_tells_how_long_to_wait(
     schedule = DueSchedule(client, POLL_SCHEDULE)
     assert schedule.claim_or_wait(5, 30) == ([], None)
     client.zadd(POLL_SCHEDULE, {"later": redis_now(client) + 20, "0": 0, "due": 1})
-    assert schedule.claim_or_wait(5, 30) == (["0", "due"], None)  # an id like a number too
+    client.hset("cutout:job:due", mapping={"job_id": "due", "state": "SUBMITTED"})
+    assert schedule.claim_or_wait(5, 30, "cutout:job:", ["state", "task_uid"]) == (
+        [("0", {}), ("due", {"state": "SUBMITTED"})], None)  # an id like a number too
     ids, wait = schedule.claim_or_wait(5, 30)
     assert ids == [] and wait is not None and 15 < wait <= 20
 

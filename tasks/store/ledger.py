@@ -15,7 +15,8 @@ import redis
 from tasks.store.records import JobRecord, JobState
 
 __all__ = ["COLLECT_SCHEDULE", "ERROR_FIELDS", "EVENTS_STREAM", "LEASES", "OPEN_JOBS",
-           "POLL_SCHEDULE", "RECONCILE_JOBS", "STATE_COUNTS", "Ledger", "job_key", "redis_now"]
+           "POLL_SCHEDULE", "RECONCILE_JOBS", "STATE_COUNTS", "Ledger", "job_key", "record_of",
+           "redis_now"]
 
 PREFIX = "cutout"
 EVENTS_STREAM = f"{PREFIX}:events"
@@ -232,7 +233,7 @@ class Ledger:
             pipe.hmget(job_key(job_id), wanted)
         found = [{k: v for k, v in zip(wanted, values, strict=True) if v is not None}
                  for values in pipe.execute()]
-        return [JobRecord.from_hash(raw) if _whole(raw) else None for raw in found]
+        return [record_of(raw) for raw in found]
 
     def transition(
         self,
@@ -329,6 +330,12 @@ def _shared_fields(options: Mapping[str, Any], batch: str | None, output_dir: st
     if force:
         fields["force"] = "1"
     return [item for pair in fields.items() for item in pair]
+
+
+def record_of(raw: Mapping[str, str]) -> JobRecord | None:
+    """The record in a hash's fields as read (all or some of them), or None when they are
+    not a whole job's (as `get` reads them)."""
+    return JobRecord.from_hash(raw) if _whole(raw) else None
 
 
 def _whole(raw: Mapping[str, str]) -> bool:
