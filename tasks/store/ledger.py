@@ -13,10 +13,11 @@ from typing import Any
 import redis
 
 from tasks.store.records import JobRecord, JobState
+from tasks.store.scripts import ScriptCall
 
 __all__ = ["COLLECT_SCHEDULE", "ERROR_FIELDS", "EVENTS_STREAM", "LEASES", "OPEN_JOBS",
            "POLL_SCHEDULE", "RECONCILE_JOBS", "STATE_COUNTS", "Ledger", "job_key", "record_of",
-           "redis_now"]
+           "redis_now", "transition_outcome"]
 
 PREFIX = "cutout"
 EVENTS_STREAM = f"{PREFIX}:events"
@@ -260,18 +261,18 @@ class Ledger:
 
         Returns (done, state): the new state when done, else the current one (None if the
         job does not exist)."""
-        moves = _schedule_moves(poll_in_s, collect_in_s, unschedule)
-        if index is not None:
-            moves.append([index[0], 0 if index[1] else False])
-        args = [
-            ",".join(str(s) for s in allowed), str(new), _json_strings(fields or {}),
-            json.dumps(list(clear)), event, _json_strings(event_fields or {}), str(EVENTS_MAXLEN),
-            increment, json.dumps(moves),
-            _json_strings(expect or {}),
-        ]
-        done, state = self._transition(keys=[job_key(job_id), EVENTS_STREAM, OPEN_JOBS],
-                                       args=args)
-        return bool(done), JobState(state) if state else None
+        script, keys, args = self.transition_call(
+            job_id, allowed, new, fields=fields, clear=clear, event=event,
+            event_fields=event_fields, increment=increment, poll_in_s=poll_in_s,
+            collect_in_s=collect_in_s, unschedule=unschedule, expect=expect, index=index)
+        return transition_outcome(script(keys=keys, args=args))
+
+    def transition_call(self, job_id: str, allowed: Iterable[JobState], new: JobState,
+                        **options: Any) -> ScriptCall:
+        """`transition` as a script call, to send with others in one round trip
+        (tasks/store/scripts.py); its answer read with transition_outcome."""
+        return (self._transition, [job_key(job_id), EVENTS_STREAM, OPEN_JOBS],
+                _transition_args(allowed, new, **options))
 
     def fail(self, job_id: str, allowed: Iterable[JobState], stage: str, code: str,
              message: str, *, field: str | None = None, to: JobState = JobState.FAILED,
@@ -330,6 +331,30 @@ def _shared_fields(options: Mapping[str, Any], batch: str | None, output_dir: st
     if force:
         fields["force"] = "1"
     return [item for pair in fields.items() for item in pair]
+
+
+def transition_outcome(answer: Any) -> tuple[bool, JobState | None]:
+    """(done, state) from the answer of a transition_call, as `transition` returns them."""
+    done, state = answer
+    return bool(done), JobState(state) if state else None
+
+
+def _transition_args(
+    allowed: Iterable[JobState], new: JobState, *, fields: Mapping[str, Any] | None = None,
+    clear: Iterable[str] = (), event: str = "", event_fields: Mapping[str, Any] | None = None,
+    increment: str = "", poll_in_s: float | None = None, collect_in_s: float | None = None,
+    unschedule: bool = False, expect: Mapping[str, Any] | None = None,
+    index: tuple[str, bool] | None = None,
+) -> list[str]:
+    moves = _schedule_moves(poll_in_s, collect_in_s, unschedule)
+    if index is not None:
+        moves.append([index[0], 0 if index[1] else False])
+    return [
+        ",".join(str(s) for s in allowed), str(new), _json_strings(fields or {}),
+        json.dumps(list(clear)), event, _json_strings(event_fields or {}), str(EVENTS_MAXLEN),
+        increment, json.dumps(moves),
+        _json_strings(expect or {}),
+    ]
 
 
 def record_of(raw: Mapping[str, str]) -> JobRecord | None:
