@@ -14,7 +14,7 @@ import pytest
 
 from config import Settings
 from picpik.errors import InvalidInput
-from tasks.outputs.webhooks import WEBHOOKS_GROUP, Signer, check_webhook_url, verify
+from tasks.outputs.webhooks import DUE, WEBHOOKS_GROUP, Signer, check_webhook_url, verify
 from tasks.stages.deliver import next_step
 from tasks.stages.outbox import Outbox
 from tasks.store.ledger import Ledger
@@ -280,6 +280,8 @@ def test_a_round_folds_every_event_and_hands_back_only_those_of_jobs_naming_a_ur
     assert ledger.redis.xpending("cutout:events", METRICS_GROUP)["pending"] == 0
     waited = rounds.run(groups, "test", 200, (done.last_id, 50))  # nothing new: waits, reads 0
     assert (waited.read, waited.named, waited.last_id) == (0, [], done.last_id)
+    assert waited.next_due_s is None  # not asked
     outbox._schedule_webhooks(done.named)  # as the outbox's step does after its round
     assert ledger.redis.xpending("cutout:events", WEBHOOKS_GROUP)["pending"] == 0
     assert outbox.courier.deliveries.pending() == 1
+    assert rounds.run(groups, "test", 200, None, due_key=DUE).next_due_s == 0.0  # due now

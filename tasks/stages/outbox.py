@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import redis
 
 from config import Settings
-from tasks.outputs.webhooks import WEBHOOK_EVENTS, WEBHOOKS_GROUP, event_body
+from tasks.outputs.webhooks import DUE, WEBHOOK_EVENTS, WEBHOOKS_GROUP, event_body
 from tasks.stages.deliver import Courier
 from tasks.store.event_rounds import EventRounds
 from tasks.store.ledger import Ledger
@@ -30,7 +30,9 @@ __all__ = ["Outbox", "consumer_name"]
 log = logging.getLogger(__name__)
 
 READ_COUNT = 200  # events per read
-IDLE_BLOCK_MS = 500  # how long a round waits for new events when nothing was due
+# How long a round waits for a new event when nothing was sent; never past the time the first
+# webhook delivery is due (the round tells). A new event ends the wait at once.
+IDLE_BLOCK_MS = 2000
 # After a round that read only a few events, the next waits this long, so that it reads many at
 # once: a blocking wait returns with the first event, and a round costs a round trip and a
 # script however few it reads. Metrics and webhooks come this much later at most; the jobs
@@ -58,6 +60,7 @@ class Outbox:
     _rounds: EventRounds = field(init=False)
     _last_id: str | None = None  # the stream's last entry when the previous round ran
     _read: int = 0  # events the previous round read
+    _next_due_s: float | None = None  # when the previous round ran, until a delivery was due
 
     def __post_init__(self) -> None:
         self._rounds = EventRounds(self.redis, WEBHOOK_EVENTS)
@@ -83,15 +86,24 @@ class Outbox:
                          self.webhooks.reclaim(RECLAIM_IDLE_MS, READ_COUNT))
         sent = self.courier.deliver_due()
         self._warn_without_secret()
-        # Waits for a new event only after a round that read less than a full batch and when
-        # nothing was sent (more may be due soon); the wait and the round are one round trip.
-        wait = None if sent or self._last_id is None or self._read >= READ_COUNT \
-            else (self._last_id, IDLE_BLOCK_MS)
-        done = self._rounds.run((self.metrics.group, self.webhooks.group),
-                                self.metrics.consumer, READ_COUNT, wait)
-        self._last_id, self._read = done.last_id, done.read
+        wait_ms = self._wait_ms(sent)
+        done = self._rounds.run(
+            (self.metrics.group, self.webhooks.group), self.metrics.consumer, READ_COUNT,
+            (self._last_id, wait_ms) if self._last_id is not None and wait_ms > 0 else None,
+            due_key=DUE if self.courier.signer is not None else None)  # unsigned: never sent
+        self._last_id, self._read, self._next_due_s = done.last_id, done.read, done.next_due_s
         self._schedule_webhooks(done.named)
         return done.read
+
+    def _wait_ms(self, sent: int) -> int:
+        """How long this round first waits for a new event (the wait and the round are one
+        round trip): not at all after a full batch or when deliveries were sent (more may be
+        due), else up to IDLE_BLOCK_MS but never past the first delivery's due time."""
+        if sent or self._last_id is None or self._read >= READ_COUNT:
+            return 0
+        if self._next_due_s is None:
+            return IDLE_BLOCK_MS
+        return min(IDLE_BLOCK_MS, int(self._next_due_s * 1000))
 
     def pause_s(self, read: int) -> float:
         """How long to wait before the next round, after one that read `read` events."""

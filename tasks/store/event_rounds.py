@@ -50,9 +50,10 @@ _ACK_PLAIN = _ACK_PLAIN_FUNCTION + """
 return ack_plain(ARGV[1], cjson.decode(ARGV[2]))
 """
 
-# KEYS: METRIC_KEYS. ARGV: metrics group, webhooks group, consumer, count, JSON bucket bounds.
-# Returns {events read by the larger group, {{entry id, {field, value, ...}} of the named
-# finished jobs' events}, the stream's last entry id ('0-0' when empty)}.
+# KEYS: METRIC_KEYS, then optionally the webhook deliveries' due set. ARGV: metrics group,
+# webhooks group, consumer, count, JSON bucket bounds. Returns {events read by the larger
+# group, {{entry id, {field, value, ...}} of the named finished jobs' events}, the stream's last
+# entry id ('0-0' when empty), seconds until the first delivery is due ('-1': none, or no set)}.
 _ROUND = APPLY_FUNCTIONS + _ACK_PLAIN_FUNCTION + """
 local finished = {FINISHED}
 local function read(group)
@@ -77,7 +78,16 @@ end
 local named = {}
 for _, i in ipairs(ack_plain(ARGV[2], plain)) do table.insert(named, w[i]) end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-return {math.max(#m, #w), named, last[1] and last[1][1] or '0-0'}
+local due = '-1'
+if KEYS[5] then
+  local first = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
+  if #first > 0 then
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+    due = string.format('%.3f', math.max(0, tonumber(first[2]) - now))
+  end
+end
+return {math.max(#m, #w), named, last[1] and last[1][1] or '0-0', due}
 """
 
 
@@ -86,6 +96,7 @@ class RoundResult:
     read: int  # events the larger of the two groups read
     named: list[Entry]  # finished jobs' events whose job names a webhook URL (unacknowledged)
     last_id: str  # the stream's last entry when the round ran
+    next_due_s: float | None  # until the first webhook delivery is due (None: none, unasked)
 
 
 class EventRounds:
@@ -99,11 +110,12 @@ class EventRounds:
         self._ack_plain = client.register_script(_ACK_PLAIN)
 
     def run(self, groups: tuple[str, str], consumer: str, count: int,
-            wait: tuple[str, int] | None) -> RoundResult:
+            wait: tuple[str, int] | None, due_key: str | None = None) -> RoundResult:
         """One round for (metrics group, webhooks group) as `consumer`, reading up to `count`
         events in each; with wait = (last id, ms), first waits up to ms for an event newer
-        than last id (one round trip either way)."""
-        keys = METRIC_KEYS
+        than last id (one round trip either way). With `due_key` (the deliveries' due set),
+        the result tells when the first delivery is due."""
+        keys = METRIC_KEYS + ([due_key] if due_key else [])
         args: list[str | int] = [groups[0], groups[1], consumer, count, BOUNDS_JSON]
         if wait is None:
             return _result(self._round(keys=keys, args=args))
@@ -129,7 +141,7 @@ class EventRounds:
 
 
 def _result(answer: Any) -> RoundResult:
-    read, named, last_id = answer
+    read, named, last_id, due = answer
     entries = [(str(entry_id), dict(zip(kv[::2], kv[1::2], strict=True)))
                for entry_id, kv in named]
-    return RoundResult(int(read), entries, str(last_id))
+    return RoundResult(int(read), entries, str(last_id), None if float(due) < 0 else float(due))
