@@ -73,19 +73,21 @@ class OutputStore:
         directory = directory.absolute()
         directory.mkdir(parents=True, exist_ok=True)
         tmps: list[Path] = []
+        owned = _Owned(self.redis, job_id)
         try:
             for name, data in zip(names, images, strict=True):
                 tmps.append(_write_beside(directory / name, data))
-            owned = _Owned(self.redis, job_id)
             paths = [self._claim(directory, name, owned) for name in names]
             for path, tmp in zip(paths, tmps, strict=True):
                 owned.add(path.name, _identity(os.stat(tmp)))
             self._remember(job_id, owned.new)
+            owned.created.clear()  # recorded: ours from now on, whatever happens
             for path, tmp in zip(paths, tmps, strict=True):
                 os.replace(tmp, path)
         except BaseException:
-            for tmp in tmps:
-                tmp.unlink(missing_ok=True)
+            # Names claimed but never recorded (Redis away) would be foreign files for good.
+            for leftover in tmps + owned.created:
+                leftover.unlink(missing_ok=True)
             raise
         return [str(path) for path in paths]
 
@@ -103,6 +105,7 @@ class OutputStore:
                 if _is_ours(candidate, owned.before(candidate.name)):
                     return candidate
                 continue
+            owned.created.append(candidate)
             try:
                 owned.add(candidate.name, _identity(os.fstat(fd)))
             finally:
@@ -124,6 +127,7 @@ class _Owned:
         self.job_id = job_id
         self._before: dict[str, str] | None = None
         self.new: dict[str, list[str]] = {}  # name -> identities, in the order written
+        self.created: list[Path] = []  # names created (empty) here and not yet recorded
 
     def before(self, name: str) -> str:
         if self._before is None:
