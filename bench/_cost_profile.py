@@ -24,7 +24,7 @@ STAGES: dict[str, tuple[tuple[str, str], ...]] = {
     "Redis commands, all": (("redis/client.py", "execute_command"),
                             ("redis/client.py", "execute")),
     "  of which Lua scripts (ledger, claims, limiter)": (("redis/commands/core.py", "__call__"),),
-    "collect (download and save results)": (("tasks/stages/collect.py", "collect_job"),),
+    "collect (download and save results)": (("tasks/stages/collect.py", "collect_claimed"),),
     "outbox (events stream: metrics, webhooks)": (("tasks/stages/outbox.py", "step"),),
     "Celery: running a task (trace, result, task events)": (("celery/app/trace.py",
                                                              "trace_task"),),

@@ -15,8 +15,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from tasks.logs import job_log_context
-from tasks.stages.collect import collect_due, collect_job
+from tasks.stages.collect import collect_claimed, collect_due_or_wait
 from tasks.stages.runtime import Runtime
+from tasks.store.records import JobRecord
 
 __all__ = ["Collector"]
 
@@ -40,30 +41,35 @@ class Collector:
 
     def _dispatch(self) -> None:
         while True:
-            self._free.acquire()  # a thread is free: take one due job for it
+            free = self._take_free()
             try:
-                job_ids = collect_due(self.rt, 1)
+                # One call takes a due job (and its fields) for every free thread, or tells
+                # how long to wait.
+                claimed, first = collect_due_or_wait(self.rt, free)
             except Exception:
                 log.exception("could not read the collect schedule; trying again")
-                job_ids = []
+                claimed, first = [], None
                 time.sleep(ERROR_WAIT_S)
-            if not job_ids:
+            for _ in range(free - len(claimed)):
                 self._free.release()
-                self._idle()
-                continue
-            self._pool.submit(self._collect, job_ids[0])
+            for job_id, record in claimed:
+                self._pool.submit(self._collect, job_id, record)
+            if not claimed:
+                time.sleep(IDLE_WAIT_MAX_S if first is None
+                           else min(max(first, 0.01), IDLE_WAIT_MAX_S))
 
-    def _idle(self) -> None:
-        try:
-            _, first = self.rt.collect_schedule.status()
-        except Exception:
-            first = None
-        time.sleep(IDLE_WAIT_MAX_S if first is None else min(max(first, 0.01), IDLE_WAIT_MAX_S))
+    def _take_free(self) -> int:
+        """Wait for a free thread, then take every other one free now: how many taken."""
+        self._free.acquire()
+        taken = 1
+        while self._free.acquire(blocking=False):
+            taken += 1
+        return taken
 
-    def _collect(self, job_id: str) -> None:
+    def _collect(self, job_id: str, record: JobRecord | None) -> None:
         try:
             with job_log_context(job_id, "collect"):
-                collect_job(self.rt, job_id)
+                collect_claimed(self.rt, job_id, record)
         except Exception:  # the job stays scheduled: its lease runs out and it is tried again
             log.exception("collecting job %s failed unexpectedly", job_id)
         finally:

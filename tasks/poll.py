@@ -35,7 +35,11 @@ log = logging.getLogger(__name__)
 
 NEVER_S = 1e9  # a slack no planned loop exceeds
 RUNNING = "run-"  # the prefix of a tick whose round is running
-LOOK_EVERY_S = 0.2  # the longest a poller sleeps between looks at the marker
+# The longest a poller sleeps between looks at the marker: the shortest countdown any plan
+# uses (look_every_s), within these bounds. Every plan but the running round's own (which its
+# poller picks up at once) is made at least that far ahead, so a poller that looks this often
+# is never late for a round, and an idle one makes few calls.
+LOOK_MIN_S, LOOK_MAX_S = 0.05, 1.0
 ERROR_WAIT_S = 1.0  # pause after Redis failed to answer
 
 
@@ -50,7 +54,7 @@ def ensure_poll_loop(settings: Settings, ticks: TickMarker, *, sooner: bool = Tr
     """Plan a round unless one is planned within about poll_interval_s (one Lua call, or
     queued on `pipe`; a loop long overdue is replaced, and with `sooner` one planned later
     too)."""
-    countdown = min(settings.poll_interval_s, max_countdown_s(settings))
+    countdown = _start_countdown(settings)
     grace = 2 * countdown + 5  # a loop overdue by this much most likely died with its worker
     slack = countdown / 2 if sooner else NEVER_S
     ticks.start(uuid.uuid4().hex, countdown, _marker_ttl(settings, countdown), slack_s=slack,
@@ -62,6 +66,7 @@ class Poller:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self.look_every_s = min(max(_start_countdown(rt.settings), LOOK_MIN_S), LOOK_MAX_S)
 
     def start(self) -> None:
         # A failed round leaves its marker: the lease runs out and a poller retakes it.
@@ -72,9 +77,9 @@ class Poller:
         """Run the round that is due, if any and if this poller takes it first; else wait a
         moment. True when a round ran."""
         planned = self.rt.ticks.peek()
-        wait = LOOK_EVERY_S if planned is None else self._due_in(*planned)
+        wait = self.look_every_s if planned is None else self._due_in(*planned)
         if wait > 0:
-            time.sleep(min(wait, LOOK_EVERY_S))
+            time.sleep(min(wait, self.look_every_s))
             return False
         assert planned is not None
         mine = RUNNING + uuid.uuid4().hex
@@ -122,6 +127,11 @@ def _next_round(rt: Runtime, tick_id: str, wait_s: float | None) -> None:
         countdown = max(first, s.poll_interval_s)
     countdown = min(countdown, max_countdown_s(s))
     rt.ticks.hand_over(tick_id, uuid.uuid4().hex, countdown, _marker_ttl(s, countdown))
+
+
+def _start_countdown(settings: Settings) -> float:
+    """How far ahead ensure_poll_loop plans a round."""
+    return min(settings.poll_interval_s, max_countdown_s(settings))
 
 
 def _marker_ttl(settings: Settings, countdown: float) -> float:

@@ -53,6 +53,8 @@ class Upkeep:
         self.name = name
         self.registry = WorkerRegistry(rt.redis)
         self._next_watch = 0.0
+        # One broker connection for every rescue, opened on first use (False: not Redis).
+        self._broker: Any = None
 
     def start(self) -> None:
         start_forever("cutout-upkeep", self._beat, error_wait_s=HEARTBEAT_S, log=log,
@@ -65,9 +67,10 @@ class Upkeep:
 
     def once(self) -> None:
         self.registry.beat(self.name, held_tags(), HELD_TTL_S)
-        if self._turn("rescue", HEARTBEAT_S):
+        rescue, sweep = self._turns(("rescue", HEARTBEAT_S), ("sweep", SWEEP_EVERY_S))
+        if rescue:
             self.rescue()
-        if self._turn("sweep", SWEEP_EVERY_S):
+        if sweep:
             self.sweep()
         if time.monotonic() >= self._next_watch:
             # Sends a task only when no loop is planned (or one is long overdue), never to
@@ -77,24 +80,38 @@ class Upkeep:
 
     def rescue(self) -> int:
         """Give the messages held by dead workers back to their queue (Redis broker only)."""
-        with self.app.connection_for_write() as conn:
-            if conn.transport.driver_type != "redis":
+        if self._broker is False:
+            return 0
+        if self._broker is None:
+            self._broker = self.app.connection_for_write()
+            if self._broker.transport.driver_type != "redis":
+                self._broker.release()  # RabbitMQ gives a dead worker's messages back itself
+                self._broker = False
                 return 0
-            channel: Any = conn.default_channel
-            client = channel.client
-            old = client.zrangebyscore(channel.unacked_index_key, "-inf",
-                                       time.time() - RESCUE_AFTER_S)
-            if not old:
-                return 0
-            held = self.registry.held()
-            lost = [tag for tag in (t.decode() if isinstance(t, bytes) else t for t in old)
-                    if tag not in held]
-            for tag in lost:
-                channel.qos.restore_by_tag(tag, client=client)
+        try:
+            lost = self._give_back(self._broker)
+        except Exception:
+            self._broker.release()  # a fresh connection next time
+            self._broker = None
+            raise
         if lost:
             log.warning("gave %d messages held by a worker that stopped back to their queues",
                         len(lost))
         return len(lost)
+
+    def _give_back(self, conn: Any) -> list[str]:
+        channel: Any = conn.default_channel
+        client = channel.client
+        old = client.zrangebyscore(channel.unacked_index_key, "-inf",
+                                   time.time() - RESCUE_AFTER_S)
+        if not old:
+            return []
+        held = self.registry.held()
+        lost = [tag for tag in (t.decode() if isinstance(t, bytes) else t for t in old)
+                if tag not in held]
+        for tag in lost:
+            channel.qos.restore_by_tag(tag, client=client)
+        return lost
 
     def sweep(self) -> None:
         found = sweep(self.rt)
@@ -104,10 +121,13 @@ class Upkeep:
         if found.resubmit:
             send_jobs(self.app, found.resubmit)
 
-    def _turn(self, what: str, every_s: float) -> bool:
-        """True for one worker per period (the first to ask)."""
-        return bool(self.rt.redis.set(f"cutout:upkeep:{what}", self.name, nx=True,
-                                      px=int(every_s * 1000)))
+    def _turns(self, *periods: tuple[str, float]) -> list[bool]:
+        """For each (what, every_s): True for one worker per period (the first to ask); one
+        round trip for all."""
+        pipe = self.rt.redis.pipeline(transaction=False)
+        for what, every_s in periods:
+            pipe.set(f"cutout:upkeep:{what}", self.name, nx=True, px=int(every_s * 1000))
+        return [bool(taken) for taken in pipe.execute()]
 
 
 def held_tags() -> list[str]:

@@ -276,3 +276,41 @@ def test_giving_up_after_the_last_retry_fails_an_accepted_job_but_never_a_submit
         JobState.FAILED, "unavailable", "reference")
     assert idle.error_message == "gave up after 8 retries: source answered HTTP 503"
     assert paid.state is JobState.SUBMITTED and paid.error_message is None
+
+
+def test_a_partial_read_has_the_named_fields_and_no_fragment_is_a_job(ledger: Ledger) -> None:
+    ledger.create("j1", "/in/photo.png", {"OnlyMask": True}, webhook_url="http://h/x")
+    ledger.redis.hset("cutout:job:fragment", "task_uid", "t1")  # no job_id, no state
+    record, missing, fragment = ledger.get_many_partial(["j1", "nope", "fragment"],
+                                                        ["options", "task_uid"])
+    assert missing is None and fragment is None and record is not None
+    assert (record.job_id, record.state, record.options) == ("j1", JobState.ACCEPTED,
+                                                            {"OnlyMask": True})
+    assert record.reference == "" and record.webhook_url is None  # not read
+    assert ledger.get_partial("j1", ["reference"]) == JobRecord(
+        job_id="j1", reference="/in/photo.png", state=JobState.ACCEPTED)
+
+
+def test_one_look_at_a_schedule_claims_the_due_jobs_or_tells_how_long_to_wait(
+        redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    schedule = DueSchedule(client, POLL_SCHEDULE)
+    assert schedule.claim_or_wait(5, 30) == ([], None)
+    client.zadd(POLL_SCHEDULE, {"later": redis_now(client) + 20, "0": 0, "due": 1})
+    client.hset("cutout:job:due", mapping={"job_id": "due", "state": "SUBMITTED"})
+    assert schedule.claim_or_wait(5, 30, "cutout:job:", ["state", "task_uid"]) == (
+        [("0", {}), ("due", {"state": "SUBMITTED"})], None)  # an id like a number too
+    ids, wait = schedule.claim_or_wait(5, 30)
+    assert ids == [] and wait is not None and 15 < wait <= 20
+
+
+def test_scripts_sent_together_run_once_each_even_when_redis_forgot_them(
+        ledger: Ledger) -> None:
+    from tasks.store.scripts import run_scripts
+
+    count = ledger.redis.register_script("return redis.call('INCR', KEYS[1])")
+    echo = ledger.redis.register_script("return ARGV[1]")
+    assert run_scripts(ledger.redis, [(count, ["n"], []), (echo, [], ["x"])]) == [1, "x"]
+    ledger.redis.script_flush()  # as after a restart of Redis
+    assert run_scripts(ledger.redis, [(count, ["n"], []), (echo, [], ["y"])]) == [2, "y"]
+    assert ledger.redis.get("n") == "2"

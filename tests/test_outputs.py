@@ -126,3 +126,18 @@ def test_a_file_someone_else_put_there_after_a_job_wrote_it_is_not_overwritten(
     [path] = store(redis_url).save(tmp_path, "job-a", ["photo.png"], [b"A2"])
     assert Path(path).name == "photo_2.png"
     assert (tmp_path / "photo.png").read_bytes() == b"a user's own file"
+
+
+def test_a_save_that_cannot_record_its_files_leaves_none_behind(
+        redis_url: str, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on: Redis is away
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    away = OutputStore(redis.Redis(port=port, socket_connect_timeout=1, decode_responses=True))
+    with pytest.raises(redis.ConnectionError):
+        away.save(tmp_path, "job-a", ["photo.png", "photo-2.png"], [b"A", b"B"])
+    assert list(tmp_path.iterdir()) == []  # no claimed name left to look foreign later
+    assert store(redis_url).save(tmp_path, "job-a", ["photo.png"], [b"A"]) == [
+        str(tmp_path / "photo.png")]

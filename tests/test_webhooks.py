@@ -14,7 +14,7 @@ import pytest
 
 from config import Settings
 from picpik.errors import InvalidInput
-from tasks.outputs.webhooks import WEBHOOKS_GROUP, Signer, check_webhook_url, verify
+from tasks.outputs.webhooks import DUE, WEBHOOKS_GROUP, Signer, check_webhook_url, verify
 from tasks.stages.deliver import next_step
 from tasks.stages.outbox import Outbox
 from tasks.store.ledger import Ledger
@@ -177,7 +177,7 @@ def test_an_event_whose_reader_died_is_taken_over_by_another(
     assert alive.webhooks.read(10, None) == []  # not handed out twice
     taken = alive.webhooks.reclaim(min_idle_ms=0, count=10)
     assert [f["job_id"] for _, f in taken] == ["orphan-1"]
-    alive._handle_webhooks(taken)
+    alive._handle([], taken)
     run_until(alive, lambda: len(receiver.accepted()) == 1)
 
 
@@ -258,3 +258,30 @@ def test_the_python_api_and_the_cli_record_a_webhook_url_and_refuse_a_bad_one(
     assert queued.returncode == 0, queued.stderr
     (cli_job,) = ledger.batch_ids("cli-hook")
     assert ledger.get(cli_job).webhook_url == "http://hooks.example.com/x"  # type: ignore[union-attr]
+
+
+def test_a_round_folds_every_event_and_hands_back_only_those_of_jobs_naming_a_url(
+        redis_url: str, ledger: Ledger) -> None:
+    from tasks.store.event_rounds import EventRounds
+    from tasks.store.metrics import METRICS_GROUP, read_event_totals
+
+    outbox = outbox_for(redis_url)
+    finished_job(ledger, "named-1", "http://127.0.0.1:9/hook")
+    finished_job(ledger, "plain-1", None)
+    finished_job(ledger, "plain-2", None, event="job.failed")
+    rounds = EventRounds(ledger.redis, ("job.succeeded", "job.failed"))
+    groups = (METRICS_GROUP, WEBHOOKS_GROUP)
+    done = rounds.run(groups, "test", 200, None)
+    assert done.read == 3 and done.last_id == ledger.redis.xrevrange("cutout:events")[0][0]
+    assert [(f["type"], f["job_id"]) for _, f in done.named] == [("job.succeeded", "named-1")]
+    assert read_event_totals(ledger.redis, time.time()).finished["job.succeeded"] == 2
+    pending = ledger.redis.xpending("cutout:events", WEBHOOKS_GROUP)["pending"]
+    assert pending == 1  # the named job's event waits for its delivery; the others are done
+    assert ledger.redis.xpending("cutout:events", METRICS_GROUP)["pending"] == 0
+    waited = rounds.run(groups, "test", 200, (done.last_id, 50))  # nothing new: waits, reads 0
+    assert (waited.read, waited.named, waited.last_id) == (0, [], done.last_id)
+    assert waited.next_due_s is None  # not asked
+    outbox._schedule_webhooks(done.named)  # as the outbox's step does after its round
+    assert ledger.redis.xpending("cutout:events", WEBHOOKS_GROUP)["pending"] == 0
+    assert outbox.courier.deliveries.pending() == 1
+    assert rounds.run(groups, "test", 200, None, due_key=DUE).next_due_s == 0.0  # due now

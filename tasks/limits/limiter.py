@@ -29,8 +29,9 @@ from redis.client import Pipeline
 from config import Settings
 from picpik.errors import RetryableError
 from tasks.limits.scripts import ACQUIRE, RECORD_LATENESS, RESERVE, THROTTLED
-from tasks.store.ledger import queue_script, redis_now
+from tasks.store.ledger import redis_now
 from tasks.store.metrics import ApiCallCounter
+from tasks.store.scripts import queue_script
 
 __all__ = ["Grant", "Limiter", "TokenWait", "call_lease_s"]
 

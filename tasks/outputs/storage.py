@@ -3,7 +3,7 @@
 A name is claimed on the filesystem itself: the final name is created with O_CREAT|O_EXCL, which
 only one process can win, on whichever machine and under whichever mount path, and which follows
 the filesystem's own case rules (on a case-insensitive share photo.png and Photo.png are one
-name). The picture is then written beside it and renamed over the claimed name. Which files are
+name). The picture, written beside it first, is renamed over the claimed name. Which files are
 a job's own (so that a job collected again rewrites them, and nothing else) is recorded in Redis
 by the files' identity (inode, size, modification time), which is the same through every mount
 path, never by a path.
@@ -25,18 +25,21 @@ __all__ = ["OutputStore", "output_names"]
 OWNED_TTL_S = 30 * 24 * 3600
 MAX_VARIANTS = 10_000
 
-# KEYS: the job's owned hash. ARGV: name, identity, ttl s. Adds the identity to the name's
-# (keeping the three before it) and renews the expiry: one round trip.
+# KEYS: the job's owned hash. ARGV: ttl s, then (name, identities space-separated) pairs. Adds
+# the identities to each name's (keeping the three before them) and renews the expiry: one
+# round trip for all of a job's files.
 _REMEMBER = """
-local ids = {}
-for id in string.gmatch(redis.call('HGET', KEYS[1], ARGV[1]) or '', '%S+') do
-  table.insert(ids, id)
+for p = 2, #ARGV, 2 do
+  local ids = {}
+  for id in string.gmatch(redis.call('HGET', KEYS[1], ARGV[p]) or '', '%S+') do
+    table.insert(ids, id)
+  end
+  local kept = {}
+  for i = math.max(1, #ids - 2), #ids do table.insert(kept, ids[i]) end
+  table.insert(kept, ARGV[p + 1])
+  redis.call('HSET', KEYS[1], ARGV[p], table.concat(kept, ' '))
 end
-local kept = {}
-for i = math.max(1, #ids - 2), #ids do table.insert(kept, ids[i]) end
-table.insert(kept, ARGV[2])
-redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, ' '))
-redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 
@@ -62,44 +65,78 @@ class OutputStore:
 
     def save(self, directory: Path, job_id: str, names: Sequence[str],
              images: Sequence[bytes]) -> list[str]:
-        """Write each image under its name (or a free variant of it); return absolute paths."""
-        directory.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for name, data in zip(names, images, strict=True):
-            path = self._claim(directory.absolute(), name, job_id)
-            tmp = _write_beside(path, data)
-            try:
-                # Recorded before the rename: a crash after it still finds the file ours.
-                self._remember(job_id, path.name, _identity(os.stat(tmp)))
-                os.replace(tmp, path)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-            paths.append(str(path))
-        return paths
+        """Write each image under its name (or a free variant of it); return absolute paths.
 
-    def _claim(self, directory: Path, name: str, job_id: str) -> Path:
+        Each picture is first written to a temporary file, then its name claimed; one Redis
+        call records every claimed name and picture as this job's, before the renames: a crash
+        after a claim or a rename still finds the files ours."""
+        directory = directory.absolute()
+        directory.mkdir(parents=True, exist_ok=True)
+        tmps: list[Path] = []
+        owned = _Owned(self.redis, job_id)
+        try:
+            for name, data in zip(names, images, strict=True):
+                tmps.append(_write_beside(directory / name, data))
+            paths = [self._claim(directory, name, owned) for name in names]
+            for path, tmp in zip(paths, tmps, strict=True):
+                owned.add(path.name, _identity(os.stat(tmp)))
+            self._remember(job_id, owned.new)
+            owned.created.clear()  # recorded: ours from now on, whatever happens
+            for path, tmp in zip(paths, tmps, strict=True):
+                os.replace(tmp, path)
+        except BaseException:
+            # Names claimed but never recorded (Redis away) would be foreign files for good.
+            for leftover in tmps + owned.created:
+                leftover.unlink(missing_ok=True)
+            raise
+        return [str(path) for path in paths]
+
+    def _claim(self, directory: Path, name: str, owned: _Owned) -> Path:
         """The first of photo.png, photo_2.png, photo_3.png... that this job creates now, or
-        that holds a file this job wrote before (a job that runs again rewrites only its own)."""
-        owned: dict[str, str] = self.redis.hgetall(owned_key(job_id))  # type: ignore[assignment]
+        that holds a file this job wrote before (a job that runs again rewrites only its own).
+        A name created here goes into `owned.new`, to be recorded before anything is renamed
+        over it."""
         base, ext = _split(name)
         for n in range(1, MAX_VARIANTS):
             candidate = directory / (name if n == 1 else f"{base}_{n}{ext}")
             try:
                 fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             except FileExistsError:
-                if _is_ours(candidate, owned.get(candidate.name, "")):
+                if _is_ours(candidate, owned.before(candidate.name)):
                     return candidate
                 continue
+            owned.created.append(candidate)
             try:
-                self._remember(job_id, candidate.name, _identity(os.fstat(fd)))
+                owned.add(candidate.name, _identity(os.fstat(fd)))
             finally:
                 os.close(fd)
             return candidate
         raise RuntimeError(f"no free output name for {name} in {directory}")
 
-    def _remember(self, job_id: str, name: str, identity: str) -> None:
-        self._remember_script(keys=[owned_key(job_id)], args=[name, identity, OWNED_TTL_S])
+    def _remember(self, job_id: str, new: dict[str, list[str]]) -> None:
+        pairs = [item for name, ids in new.items() for item in (name, " ".join(ids))]
+        self._remember_script(keys=[owned_key(job_id)], args=[OWNED_TTL_S, *pairs])
+
+
+class _Owned:
+    """A job's own files: those recorded before (read from Redis only when a name is found
+    taken, which a first collect rarely meets) and the identities to record now."""
+
+    def __init__(self, client: redis.Redis, job_id: str) -> None:
+        self.redis = client
+        self.job_id = job_id
+        self._before: dict[str, str] | None = None
+        self.new: dict[str, list[str]] = {}  # name -> identities, in the order written
+        self.created: list[Path] = []  # names created (empty) here and not yet recorded
+
+    def before(self, name: str) -> str:
+        if self._before is None:
+            self._before = self.redis.hgetall(owned_key(self.job_id))  # type: ignore[assignment]
+        assert self._before is not None
+        return self._before.get(name, "")
+
+    def add(self, name: str, identity: str) -> None:
+        self.new.setdefault(name, []).append(identity)
 
 
 def _identity(st: os.stat_result) -> str:

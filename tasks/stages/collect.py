@@ -17,14 +17,19 @@ from tasks.inputs.fetch import reference_name
 from tasks.outputs.storage import output_names
 from tasks.stages.backoff import retry_delay
 from tasks.stages.runtime import Runtime
+from tasks.store.ledger import job_key, record_of
 from tasks.store.records import JobRecord, JobState
 
-__all__ = ["RESULT_BYTES_FACTOR", "collect_due", "collect_job", "collect_lease_s"]
+__all__ = ["RESULT_BYTES_FACTOR", "collect_claimed", "collect_due", "collect_due_or_wait",
+           "collect_job", "collect_lease_s"]
 
 log = logging.getLogger(__name__)
 
 # A cutout is RGBA PNG: it may be several times the size of the JPEG it came from.
 RESULT_BYTES_FACTOR = 8
+# The fields of a job that collecting it reads (not its whole history).
+FIELDS = ("reference", "options", "output_dir", "task_uid", "credits", "result_urls",
+          "collect_attempts")
 
 
 def collect_lease_s(rt: Runtime) -> float:
@@ -38,9 +43,23 @@ def collect_due(rt: Runtime, limit: int) -> list[str]:
     return rt.collect_schedule.claim_due(limit, collect_lease_s(rt))
 
 
+def collect_due_or_wait(rt: Runtime, limit: int
+                        ) -> tuple[list[tuple[str, JobRecord | None]], float | None]:
+    """collect_due, each job with the fields collect_claimed needs read in the same call; when
+    none is due, the seconds until one is (None: none waits)."""
+    claimed, wait = rt.collect_schedule.claim_or_wait(
+        limit, collect_lease_s(rt), job_key(""), ["job_id", "state", *FIELDS])
+    return [(job_id, record_of(raw)) for job_id, raw in claimed], wait
+
+
 def collect_job(rt: Runtime, job_id: str) -> JobState | None:
     """Download the job's results into its output directory; the job's state afterwards."""
-    record = rt.ledger.get(job_id)
+    return collect_claimed(rt, job_id, rt.ledger.get_partial(job_id, FIELDS))
+
+
+def collect_claimed(rt: Runtime, job_id: str, record: JobRecord | None) -> JobState | None:
+    """collect_job for a job whose FIELDS (with job_id and state) were read as it was
+    claimed (None: no such job)."""
     if record is None or record.state is not JobState.SUBMITTED or not record.result_urls:
         rt.collect_schedule.remove([job_id])  # done already, or not finished at the API
         return record.state if record else None

@@ -1,7 +1,8 @@
 """What each worker does with the events stream besides the stages: fold every event into the
 metrics' totals (consumer group `cutout-metrics`), turn each finished job's event into a webhook
 delivery when the job names a URL (group `cutout-webhooks`), and send the deliveries that are
-due. One `step()` is one round; tasks/webhooks.py runs rounds in a thread of the main process.
+due. One `step()` is one round (its Redis side: tasks/store/event_rounds.py); tasks/webhooks.py
+runs rounds in a thread of the main process.
 """
 
 from __future__ import annotations
@@ -11,15 +12,17 @@ import os
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
 from config import Settings
-from tasks.outputs.webhooks import WEBHOOK_EVENTS, WEBHOOKS_GROUP, event_body
+from tasks.outputs.webhooks import DUE, WEBHOOK_EVENTS, WEBHOOKS_GROUP, event_body
 from tasks.stages.deliver import Courier
+from tasks.store.event_rounds import EventRounds
 from tasks.store.ledger import Ledger
-from tasks.store.metrics import METRICS_GROUP, apply_events
+from tasks.store.metrics import METRICS_GROUP, apply_events_call
+from tasks.store.scripts import run_scripts
 from tasks.store.stream import Entry, EventGroup
 
 __all__ = ["Outbox", "consumer_name"]
@@ -27,10 +30,13 @@ __all__ = ["Outbox", "consumer_name"]
 log = logging.getLogger(__name__)
 
 READ_COUNT = 200  # events per read
-IDLE_BLOCK_MS = 500  # how long a round waits for new events when nothing was due
+# How long a round waits for a new event when nothing was sent; never past the time the first
+# webhook delivery is due (the round tells). A new event ends the wait at once.
+IDLE_BLOCK_MS = 2000
 # After a round that read only a few events, the next waits this long, so that it reads many at
-# once: a blocking read returns with the first event, and one round per event costs five Redis
-# calls. Metrics and webhooks come this much later at most; the jobs themselves do not wait.
+# once: a blocking wait returns with the first event, and a round costs a round trip and a
+# script however few it reads. Metrics and webhooks come this much later at most; the jobs
+# themselves do not wait.
 GATHER_S = 0.2
 RECLAIM_EVERY_S = 30.0
 RECLAIM_IDLE_MS = 60_000  # an event read this long ago and not acknowledged: its reader died
@@ -51,6 +57,13 @@ class Outbox:
     webhooks: EventGroup
     _next_reclaim: float = 0.0
     _next_warning: float = 0.0
+    _rounds: EventRounds = field(init=False)
+    _last_id: str | None = None  # the stream's last entry when the previous round ran
+    _read: int = 0  # events the previous round read
+    _next_due_s: float | None = None  # when the previous round ran, until a delivery was due
+
+    def __post_init__(self) -> None:
+        self._rounds = EventRounds(self.redis, WEBHOOK_EVENTS)
 
     @classmethod
     def build(cls, settings: Settings, consumer: str | None = None) -> Outbox:
@@ -69,33 +82,54 @@ class Outbox:
         (waiting a little for them when nothing was sent). Returns the events read."""
         if time.monotonic() >= self._next_reclaim:
             self._next_reclaim = time.monotonic() + RECLAIM_EVERY_S
-            self._handle_metrics(self.metrics.reclaim(RECLAIM_IDLE_MS, READ_COUNT))
-            self._handle_webhooks(self.webhooks.reclaim(RECLAIM_IDLE_MS, READ_COUNT))
+            self._handle(self.metrics.reclaim(RECLAIM_IDLE_MS, READ_COUNT),
+                         self.webhooks.reclaim(RECLAIM_IDLE_MS, READ_COUNT))
         sent = self.courier.deliver_due()
         self._warn_without_secret()
-        events = self.metrics.read(READ_COUNT, None if sent else IDLE_BLOCK_MS)
-        self._handle_metrics(events)
-        self._handle_webhooks(self.webhooks.read(READ_COUNT, None))
-        return len(events)
+        wait_ms = self._wait_ms(sent)
+        done = self._rounds.run(
+            (self.metrics.group, self.webhooks.group), self.metrics.consumer, READ_COUNT,
+            (self._last_id, wait_ms) if self._last_id is not None and wait_ms > 0 else None,
+            due_key=DUE if self.courier.signer is not None else None)  # unsigned: never sent
+        self._last_id, self._read, self._next_due_s = done.last_id, done.read, done.next_due_s
+        self._schedule_webhooks(done.named)
+        return done.read
+
+    def _wait_ms(self, sent: int) -> int:
+        """How long this round first waits for a new event (the wait and the round are one
+        round trip): not at all after a full batch or when deliveries were sent (more may be
+        due), else up to IDLE_BLOCK_MS but never past the first delivery's due time."""
+        if sent or self._last_id is None or self._read >= READ_COUNT:
+            return 0
+        if self._next_due_s is None:
+            return IDLE_BLOCK_MS
+        return min(IDLE_BLOCK_MS, int(self._next_due_s * 1000))
 
     def pause_s(self, read: int) -> float:
         """How long to wait before the next round, after one that read `read` events."""
         return GATHER_S if 0 < read < READ_COUNT else 0.0
 
-    def _handle_metrics(self, entries: Sequence[Entry]) -> None:
-        apply_events(self.redis, METRICS_GROUP, entries)
+    def _handle(self, metrics: Sequence[Entry], webhooks: Sequence[Entry]) -> None:
+        """As a round does, for events read some other way (reclaimed): fold `metrics` into
+        the totals; acknowledge the `webhooks` entries of jobs without a webhook URL, and turn
+        the others into deliveries."""
+        ack = self._rounds.ack_plain_call(self.webhooks.group, webhooks)
+        calls = [c for c in (apply_events_call(self.redis, METRICS_GROUP, metrics), ack) if c]
+        answers = run_scripts(self.redis, calls) if calls else []
+        named = [webhooks[int(i) - 1] for i in answers[-1]] if ack else []
+        self._schedule_webhooks(named)
 
-    def _handle_webhooks(self, entries: Sequence[Entry]) -> None:
-        """A delivery for each finished job that names a webhook URL; every entry acked."""
+    def _schedule_webhooks(self, entries: Sequence[Entry]) -> None:
+        """A delivery for each of these entries (finished jobs naming a webhook URL), read from
+        the whole record; every entry acked."""
         if not entries:
             return
-        finished = [(entry_id, f) for entry_id, f in entries if f.get("type") in WEBHOOK_EVENTS]
-        records = self.ledger.get_many([f.get("job_id", "") for _, f in finished])
+        records = self.ledger.get_many([f.get("job_id", "") for _, f in entries])
         bodies = {}
-        for (entry_id, fields), record in zip(finished, records, strict=True):
+        for (entry_id, fields), record in zip(entries, records, strict=True):
             if record is not None and record.webhook_url:
                 bodies[entry_id] = (record.webhook_url, event_body(fields, record))
-        created = self.courier.deliveries.schedule(WEBHOOKS_GROUP, entries, bodies)
+        created = self.courier.deliveries.schedule(self.webhooks.group, entries, bodies)
         if created:
             log.debug("%d webhook deliveries scheduled", created)
 

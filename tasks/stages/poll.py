@@ -25,10 +25,14 @@ from tasks.stages.runtime import Runtime
 from tasks.stages.submit import TOKEN_WAIT_S
 from tasks.store.ledger import job_key
 from tasks.store.records import JobRecord, JobState
+from tasks.store.scripts import run_scripts
 
 __all__ = ["PollResult", "poll_batch"]
 
 log = logging.getLogger(__name__)
+
+# The fields of a job that polling it reads (not its whole history).
+FIELDS = ("task_uid", "polls", "poll_errors", "poll_cap", "submitted_at", "created_at")
 
 
 @dataclass
@@ -67,7 +71,7 @@ def _submitted(rt: Runtime, ids: list[str]) -> dict[str, JobRecord]:
     """TaskUID -> record for the claimed ids still SUBMITTED; the others leave the schedule."""
     jobs: dict[str, JobRecord] = {}
     stale = []
-    for job_id, record in zip(ids, rt.ledger.get_many(ids), strict=True):
+    for job_id, record in zip(ids, rt.ledger.get_many_partial(ids, FIELDS), strict=True):
         if record and record.state is JobState.SUBMITTED and record.task_uid:
             jobs[record.task_uid] = record
         else:
@@ -125,12 +129,13 @@ def _sort(rt: Runtime, jobs: dict[str, JobRecord], details: list[TaskDetail],
           result: PollResult) -> None:
     by_uid = {d.task_uid: d for d in details}
     later: dict[float, list[str]] = defaultdict(list)
+    finished = []
     for uid, record in jobs.items():
         detail = by_uid.get(uid)
         state = detail.state if detail else "pending"
         if detail and state == "finished":
             result.finished += 1
-            _finished(rt, record, detail)
+            finished.append((record, detail))
         elif detail and state == "failed":
             result.failed += 1
             _task_failed(rt, record, detail)
@@ -140,6 +145,7 @@ def _sort(rt: Runtime, jobs: dict[str, JobRecord], details: list[TaskDetail],
         else:
             result.pending += 1
             later[_next_delay(rt, record)].append(record.job_id)
+    _finished(rt, finished)
     for delay, ids in later.items():
         rt.schedule.reschedule(ids, delay)
     _count_answers(rt, list(jobs.values()))
@@ -155,15 +161,18 @@ def _count_answers(rt: Runtime, records: list[JobRecord]) -> None:
     pipe.execute()
 
 
-def _finished(rt: Runtime, record: JobRecord, detail: TaskDetail) -> None:
-    """The task finished at the API: its result URLs go on the job, the job on the collect
-    schedule (only for the TaskUID it still holds)."""
-    rt.ledger.transition(
+def _finished(rt: Runtime, finished: list[tuple[JobRecord, TaskDetail]]) -> None:
+    """The tasks finished at the API: their result URLs go on their jobs, the jobs on the
+    collect schedule (each only for the TaskUID it still holds), all in one round trip."""
+    if not finished:
+        return
+    run_scripts(rt.redis, [rt.ledger.transition_call(
         record.job_id, [JobState.SUBMITTED], JobState.SUBMITTED,
         fields={"result_urls": list(detail.img_list), "credits": detail.consume_api_point,
                 "api_finished_at": "__now__"},
-        collect_in_s=0.0, expect={"task_uid": detail.task_uid})
-    settle_budget(rt, record.job_id, detail.consume_api_point)
+        collect_in_s=0.0, expect={"task_uid": detail.task_uid}) for record, detail in finished])
+    for record, detail in finished:
+        settle_budget(rt, record.job_id, detail.consume_api_point)
 
 
 def _next_delay(rt: Runtime, record: JobRecord) -> float:

@@ -27,8 +27,9 @@ from redis.commands.core import Script
 
 from picpik.errors import CutoutError
 from tasks.store.durability import Durability
-from tasks.store.ledger import LEASES, OPEN_JOBS, Ledger, job_key, queue_script
+from tasks.store.ledger import LEASES, OPEN_JOBS, Ledger, job_key
 from tasks.store.records import JobRecord, JobState
+from tasks.store.scripts import queue_script
 
 __all__ = ["Claim", "ClaimLost", "begin_call", "claim", "mark_sent"]
 

@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, cast
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import redis
 from redis.client import Pipeline
 from redis.commands.core import Script
 
 from tasks.store.records import JobRecord, JobState
+from tasks.store.scripts import ScriptCall, queue_script
 
 __all__ = ["COLLECT_SCHEDULE", "ERROR_FIELDS", "EVENTS_STREAM", "LEASES", "OPEN_JOBS",
-           "POLL_SCHEDULE", "RECONCILE_JOBS", "STATE_COUNTS", "Ledger", "job_key", "queue_script",
-           "redis_now"]
+           "POLL_SCHEDULE", "RECONCILE_JOBS", "STATE_COUNTS", "Ledger", "job_key", "record_of",
+           "redis_now", "transition_outcome"]
 
 PREFIX = "cutout"
 EVENTS_STREAM = f"{PREFIX}:events"
@@ -51,13 +52,6 @@ def redis_now(client: redis.Redis) -> float:
     """Redis's clock (unix seconds), the one every process shares."""
     seconds, micros = client.time()
     return float(seconds) + float(micros) / 1e6
-
-
-def queue_script(pipe: Pipeline, script: Script, keys: list[str], args: list[Any]) -> None:
-    """Queue a registered script on a pipeline by its text (EVAL): redis-py's own way (EVALSHA)
-    costs a SCRIPT EXISTS round trip before every such pipeline, and the text cannot be
-    missing, not even on a Redis restarted since the script was registered."""
-    pipe.eval(cast(str, script.script), len(keys), *keys, *args)
 
 
 def batch_key(batch: str) -> str:
@@ -208,6 +202,23 @@ class Ledger:
             pipe.hgetall(job_key(job_id))
         return [JobRecord.from_hash(raw) if _whole(raw) else None for raw in pipe.execute()]
 
+    def get_partial(self, job_id: str, names: Sequence[str]) -> JobRecord | None:
+        """The job with only the fields `names` read (the others at their defaults, so a
+        caller must name every field it uses); None as `get` would. Reads far less than
+        `get` for a job with a long history."""
+        return self.get_many_partial([job_id], names)[0]
+
+    def get_many_partial(self, job_ids: Iterable[str],
+                         names: Sequence[str]) -> list[JobRecord | None]:
+        """`get_partial` of each job, in one round trip."""
+        wanted = list(dict.fromkeys(["job_id", "state", *names]))
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hmget(job_key(job_id), wanted)
+        found = [{k: v for k, v in zip(wanted, values, strict=True) if v is not None}
+                 for values in pipe.execute()]
+        return [record_of(raw) for raw in found]
+
     def transition(
         self,
         job_id: str,
@@ -235,20 +246,20 @@ class Ledger:
 
         Returns (done, state): the new state when done, else the current one (None if the
         job does not exist)."""
-        moves = _schedule_moves(poll_in_s, collect_in_s, unschedule)
-        if index is not None:
-            moves.append([index[0], 0 if index[1] else False])
-        args = [
-            ",".join(str(s) for s in allowed), str(new), _json_strings(fields or {}),
-            json.dumps(list(clear)), event, _json_strings(event_fields or {}), str(EVENTS_MAXLEN),
-            increment, json.dumps(moves),
-            _json_strings(expect or {}),
-        ]
-        done, state = self._run(self._transition, [job_key(job_id), EVENTS_STREAM, OPEN_JOBS],
-                                args, also)
-        return bool(done), JobState(state) if state else None
+        script, keys, args = self.transition_call(
+            job_id, allowed, new, fields=fields, clear=clear, event=event,
+            event_fields=event_fields, increment=increment, poll_in_s=poll_in_s,
+            collect_in_s=collect_in_s, unschedule=unschedule, expect=expect, index=index)
+        return transition_outcome(self._run(script, keys, args, also))
 
-    def _run(self, script: Script, keys: list[str], args: list[Any],
+    def transition_call(self, job_id: str, allowed: Iterable[JobState], new: JobState,
+                        **options: Any) -> ScriptCall:
+        """`transition` as a script call, to send with others in one round trip
+        (tasks/store/scripts.py); its answer read with transition_outcome."""
+        return (self._transition, [job_key(job_id), EVENTS_STREAM, OPEN_JOBS],
+                _transition_args(allowed, new, **options))
+
+    def _run(self, script: Script, keys: Sequence[Any], args: Sequence[Any],
              also: Callable[[Pipeline], object] | None) -> Any:
         """The script's answer; with `also`, the script and what `also` queues go in one
         round trip (a pipeline without MULTI: the script alone is atomic)."""
@@ -307,6 +318,36 @@ def _shared_fields(options: Mapping[str, Any], batch: str | None, output_dir: st
     if force:
         fields["force"] = "1"
     return [item for pair in fields.items() for item in pair]
+
+
+def transition_outcome(answer: Any) -> tuple[bool, JobState | None]:
+    """(done, state) from the answer of a transition_call, as `transition` returns them."""
+    done, state = answer
+    return bool(done), JobState(state) if state else None
+
+
+def _transition_args(
+    allowed: Iterable[JobState], new: JobState, *, fields: Mapping[str, Any] | None = None,
+    clear: Iterable[str] = (), event: str = "", event_fields: Mapping[str, Any] | None = None,
+    increment: str = "", poll_in_s: float | None = None, collect_in_s: float | None = None,
+    unschedule: bool = False, expect: Mapping[str, Any] | None = None,
+    index: tuple[str, bool] | None = None,
+) -> list[str]:
+    moves = _schedule_moves(poll_in_s, collect_in_s, unschedule)
+    if index is not None:
+        moves.append([index[0], 0 if index[1] else False])
+    return [
+        ",".join(str(s) for s in allowed), str(new), _json_strings(fields or {}),
+        json.dumps(list(clear)), event, _json_strings(event_fields or {}), str(EVENTS_MAXLEN),
+        increment, json.dumps(moves),
+        _json_strings(expect or {}),
+    ]
+
+
+def record_of(raw: Mapping[str, str]) -> JobRecord | None:
+    """The record in a hash's fields as read (all or some of them), or None when they are
+    not a whole job's (as `get` reads them)."""
+    return JobRecord.from_hash(raw) if _whole(raw) else None
 
 
 def _whole(raw: Mapping[str, str]) -> bool:

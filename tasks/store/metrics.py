@@ -18,11 +18,12 @@ from redis.client import Pipeline
 from redis.commands.core import Script
 
 from tasks.store.ledger import EVENTS_STREAM, OPEN_JOBS, job_key
+from tasks.store.scripts import ScriptCall, run_scripts
 from tasks.store.stream import Entry
 
-__all__ = ["API_RESULT_TTL_S", "FINISHED_EVENTS", "LATENCY_BUCKETS_S", "METRICS_GROUP",
-           "ApiCallCounter", "EventTotals", "apply_events", "oldest_open_age_s",
-           "read_event_totals"]
+__all__ = ["API_RESULT_TTL_S", "APPLY_FUNCTIONS", "BOUNDS_JSON", "FINISHED_EVENTS",
+           "LATENCY_BUCKETS_S", "METRICS_GROUP", "METRIC_KEYS", "ApiCallCounter", "EventTotals",
+           "apply_events", "apply_events_call", "oldest_open_age_s", "read_event_totals"]
 
 API_CALLS = "cutout:metrics:api_calls"  # hash: "Action outcome" -> calls
 TOTALS = "cutout:metrics:events"  # hash: event type -> count, "credits" -> sum
@@ -33,41 +34,59 @@ FINISHED_EVENTS = ("job.succeeded", "job.failed", "job.needs_reconciliation")
 LATENCY_BUCKETS_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
                      4 * 3600.0, 12 * 3600.0, 24 * 3600.0)
 API_RESULT_TTL_S = 24 * 3600.0  # the API deletes a task's results this long after it
+BOUNDS_JSON = json.dumps(LATENCY_BUCKETS_S)
 
-# KEYS: stream, totals, submitted-at, latency. ARGV: group, JSON [[id, type, job, at, credits]],
-# JSON bucket bounds. Each entry is applied only if this call acknowledged it.
-_APPLY = """
-local bounds = cjson.decode(ARGV[3])
-local applied = 0
-for _, e in ipairs(cjson.decode(ARGV[2])) do
-  if redis.call('XACK', KEYS[1], ARGV[1], e[1]) == 1 and e[2] ~= '' then
-    applied = applied + 1
-    local kind, job, at = e[2], e[3], tonumber(e[4])
-    if kind == 'job.submitted' then
-      redis.call('ZADD', KEYS[3], at, job)
-    else
-      redis.call('HINCRBY', KEYS[2], kind, 1)
-      local credits = e[5]
-      if credits == '' and kind == 'job.failed' then
-        credits = redis.call('HGET', 'cutout:job:' .. job, 'credits') or ''
-      end
-      if credits ~= '' then redis.call('HINCRBYFLOAT', KEYS[2], 'credits', credits) end
-      local since = redis.call('ZSCORE', KEYS[3], job)
-      if since then
-        redis.call('ZREM', KEYS[3], job)
-        local took = math.max(0, at - tonumber(since))
-        local bucket = #bounds + 1
-        for i, bound in ipairs(bounds) do
-          if took <= bound then bucket = i; break end
+# Lua functions for scripts whose KEYS begin with: stream, totals, submitted-at, latency (this
+# module's _APPLY, and the outbox's round). apply_rows acknowledges each row's entry for
+# `group` and folds it into the totals only if that acknowledged it; metric_row makes a row
+# ({id, kind or '', job, at, credits}) of an entry's fields as XREADGROUP gives them.
+APPLY_FUNCTIONS = """
+local metric_kinds = {['job.submitted'] = true, FINISHED}
+local function metric_row(id, kv)
+  local f = {}
+  for i = 1, #kv, 2 do f[kv[i]] = kv[i + 1] end
+  local kind = f['type'] or ''
+  if not metric_kinds[kind] then kind = '' end
+  return {id, kind, f['job_id'] or '', f['at'] or '0', f['credits'] or ''}
+end
+local function apply_rows(group, rows, bounds)
+  local applied = 0
+  for _, e in ipairs(rows) do
+    if redis.call('XACK', KEYS[1], group, e[1]) == 1 and e[2] ~= '' then
+      applied = applied + 1
+      local kind, job, at = e[2], e[3], tonumber(e[4])
+      if kind == 'job.submitted' then
+        redis.call('ZADD', KEYS[3], at, job)
+      else
+        redis.call('HINCRBY', KEYS[2], kind, 1)
+        local credits = e[5]
+        if credits == '' and kind == 'job.failed' then
+          credits = redis.call('HGET', 'cutout:job:' .. job, 'credits') or ''
         end
-        redis.call('HINCRBY', KEYS[4], 'b' .. bucket, 1)
-        redis.call('HINCRBY', KEYS[4], 'count', 1)
-        redis.call('HINCRBYFLOAT', KEYS[4], 'sum', string.format('%.6f', took))
+        if credits ~= '' then redis.call('HINCRBYFLOAT', KEYS[2], 'credits', credits) end
+        local since = redis.call('ZSCORE', KEYS[3], job)
+        if since then
+          redis.call('ZREM', KEYS[3], job)
+          local took = math.max(0, at - tonumber(since))
+          local bucket = #bounds + 1
+          for i, bound in ipairs(bounds) do
+            if took <= bound then bucket = i; break end
+          end
+          redis.call('HINCRBY', KEYS[4], 'b' .. bucket, 1)
+          redis.call('HINCRBY', KEYS[4], 'count', 1)
+          redis.call('HINCRBYFLOAT', KEYS[4], 'sum', string.format('%.6f', took))
+        end
       end
     end
   end
+  return applied
 end
-return applied
+""".replace("FINISHED", ", ".join(f"['{kind}'] = true" for kind in FINISHED_EVENTS))
+METRIC_KEYS = [EVENTS_STREAM, TOTALS, SUBMITTED_AT, LATENCY]
+
+# KEYS: METRIC_KEYS. ARGV: group, JSON [[id, type, job, at, credits]], JSON bucket bounds.
+_APPLY = APPLY_FUNCTIONS + """
+return apply_rows(ARGV[1], cjson.decode(ARGV[2]), cjson.decode(ARGV[3]))
 """
 
 
@@ -121,12 +140,19 @@ class ApiCallCounter:
 def apply_events(client: redis.Redis, group: str, entries: Sequence[Entry]) -> int:
     """Acknowledge these entries for `group` and fold each into the totals (once: an entry
     already acknowledged changes nothing). Returns how many were applied."""
+    call = apply_events_call(client, group, entries)
+    return int(run_scripts(client, [call])[0]) if call else 0
+
+
+def apply_events_call(client: redis.Redis, group: str,
+                      entries: Sequence[Entry]) -> ScriptCall | None:
+    """apply_events as a script call, to send with others (tasks/store/scripts.py); None
+    when there is nothing to apply."""
     rows = [[entry_id, _kind(fields), fields.get("job_id", ""), fields.get("at", "0"),
              fields.get("credits", "")] for entry_id, fields in entries]
     if not rows:
-        return 0
-    return int(_apply_script(client)(keys=[EVENTS_STREAM, TOTALS, SUBMITTED_AT, LATENCY],
-                      args=[group, json.dumps(rows), json.dumps(LATENCY_BUCKETS_S)]))
+        return None
+    return _apply_script(client), METRIC_KEYS, [group, json.dumps(rows), BOUNDS_JSON]
 
 
 @lru_cache(maxsize=8)

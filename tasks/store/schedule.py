@@ -8,12 +8,16 @@ work on the same job and one that dies only delays its jobs by the lease.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import redis
 from redis.client import Pipeline
 
-from tasks.store.ledger import queue_script
+from tasks.store.scripts import queue_script
 
-__all__ = ["DueSchedule", "TickMarker"]
+__all__ = ["Claimed", "DueSchedule", "TickMarker"]
+
+Claimed = tuple[str, dict[str, str]]  # a claimed job's id, and the fields read with the claim
 
 # KEYS: schedule. ARGV: limit, lease seconds. Returns the claimed job ids.
 _CLAIM_DUE = """
@@ -22,6 +26,32 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), id) end
 return ids
+"""
+
+# KEYS: schedule. ARGV: limit, lease seconds, job key prefix, then field names. As _CLAIM_DUE,
+# with one element before the ids: '' when some were claimed, else the seconds until the
+# earliest is due ('-1' when the schedule is empty), so that an idle look is one call; each id
+# is followed by the values of the named fields of its job's hash (nil for a missing one), so
+# that the claimer need not read them in another.
+_CLAIM_OR_WAIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+if #ids == 0 then
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  if #first == 0 then return {'-1'} end
+  return {string.format('%.6f', math.max(0, tonumber(first[2]) - now))}
+end
+local out = {''}
+for _, id in ipairs(ids) do
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), id)
+  table.insert(out, id)
+  if #ARGV > 3 then
+    local values = redis.call('HMGET', ARGV[3] .. id, unpack(ARGV, 4))
+    for i = 1, #ARGV - 3 do table.insert(out, values[i]) end
+  end
+end
+return out
 """
 
 # KEYS: schedule. ARGV: delay seconds, job ids... Moves existing members only (XX).
@@ -52,9 +82,23 @@ class DueSchedule:
         self._claim = client.register_script(_CLAIM_DUE)
         self._reschedule = client.register_script(_RESCHEDULE)
         self._status = client.register_script(_STATUS)
+        self._claim_or_wait = client.register_script(_CLAIM_OR_WAIT)
 
     def claim_due(self, limit: int, lease_s: float) -> list[str]:
         return list(self._claim(keys=[self.key], args=[limit, lease_s]))
+
+    def claim_or_wait(self, limit: int, lease_s: float, key_prefix: str = "",
+                      fields: Sequence[str] = ()) -> tuple[list[Claimed], float | None]:
+        """(claim_due's jobs, None), or when none is due ([], seconds until the earliest is,
+        or None when nothing waits): one call. Each job comes with the `fields` of the hash
+        `key_prefix` + its id ({field: value}, missing fields left out)."""
+        wait, *flat = self._claim_or_wait(keys=[self.key],
+                                          args=[limit, lease_s, key_prefix, *fields])
+        if not flat:
+            return [], None if float(wait) < 0 else float(wait)
+        step = 1 + len(fields)
+        return [(str(flat[i]), {f: v for f, v in zip(fields, flat[i + 1:i + step], strict=True)
+                                if v is not None}) for i in range(0, len(flat), step)], None
 
     def reschedule(self, job_ids: list[str], delay_s: float) -> None:
         if job_ids:

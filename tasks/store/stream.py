@@ -38,12 +38,8 @@ class EventGroup:
 
     def read(self, count: int, block_ms: int | None) -> list[Entry]:
         """Events no consumer of the group has read yet (waiting up to block_ms for one)."""
-        answer = cast(list[Any], self.redis.xreadgroup(
+        return _entries(self.redis.xreadgroup(
             self.group, self.consumer, {EVENTS_STREAM: ">"}, count=count, block=block_ms))
-        if not answer:
-            return []
-        _, entries = answer[0]
-        return [(entry_id, fields) for entry_id, fields in entries if fields is not None]
 
     def reclaim(self, min_idle_ms: int, count: int) -> list[Entry]:
         """Events another consumer read and did not acknowledge for min_idle_ms (it died):
@@ -61,3 +57,11 @@ class EventGroup:
     def ack(self, entry_ids: list[str]) -> None:
         if entry_ids:
             self.redis.xack(EVENTS_STREAM, self.group, *entry_ids)
+
+
+def _entries(answer: Any) -> list[Entry]:
+    """The entries of an XREADGROUP answer on the one stream (deleted ones left out)."""
+    if not answer:
+        return []
+    _, entries = cast(list[Any], answer)[0]
+    return [(entry_id, fields) for entry_id, fields in entries if fields is not None]
