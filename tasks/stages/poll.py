@@ -163,16 +163,17 @@ def _count_answers(rt: Runtime, records: list[JobRecord]) -> None:
 
 def _finished(rt: Runtime, finished: list[tuple[JobRecord, TaskDetail]]) -> None:
     """The tasks finished at the API: their result URLs go on their jobs, the jobs on the
-    collect schedule (each only for the TaskUID it still holds), all in one round trip."""
+    collect schedule (each only for the TaskUID it still holds), and what each cost settles
+    its credit reservation (once per job), all in one round trip."""
     if not finished:
         return
-    run_scripts(rt.redis, [rt.ledger.transition_call(
+    run_scripts(rt.redis, [*(rt.ledger.transition_call(
         record.job_id, [JobState.SUBMITTED], JobState.SUBMITTED,
         fields={"result_urls": list(detail.img_list), "credits": detail.consume_api_point,
                 "api_finished_at": "__now__"},
-        collect_in_s=0.0, expect={"task_uid": detail.task_uid}) for record, detail in finished])
-    for record, detail in finished:
-        settle_budget(rt, record.job_id, detail.consume_api_point)
+        collect_in_s=0.0, expect={"task_uid": detail.task_uid}) for record, detail in finished),
+        *(rt.budgets.settle_call(record.job_id, detail.consume_api_point)
+          for record, detail in finished)])
 
 
 def _next_delay(rt: Runtime, record: JobRecord) -> float:

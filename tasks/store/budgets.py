@@ -16,6 +16,7 @@ from typing import Any, Literal
 import redis
 
 from tasks.store.ledger import batch_key, job_key
+from tasks.store.scripts import ScriptCall
 
 __all__ = ["HELD_JOBS", "Budgets", "Reservation", "Spending", "batch_budget_key", "day_key",
            "utc_day"]
@@ -129,8 +130,12 @@ class Budgets:
     def settle(self, job_id: str, spent: float | None) -> bool:
         """Spent credits replace the job's reservation; None releases it (no call was
         taken). Once per reservation."""
-        args = ["" if spent is None else repr(float(spent))]
-        return bool(self._settle(keys=[job_key(job_id)], args=args))
+        script, keys, args = self.settle_call(job_id, spent)
+        return bool(script(keys=keys, args=args))
+
+    def settle_call(self, job_id: str, spent: float | None) -> ScriptCall:
+        """`settle` as a script call, to send with others in one round trip."""
+        return (self._settle, [job_key(job_id)], ["" if spent is None else repr(float(spent))])
 
     def daily_limit(self) -> float:
         raw = self.redis.get(daily_limit_key(self.public_key))
