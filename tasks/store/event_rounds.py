@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from redis.exceptions import NoScriptError
 
 from tasks.store.ledger import EVENTS_STREAM
 from tasks.store.metrics import APPLY_FUNCTIONS, BOUNDS_JSON, METRIC_KEYS
-from tasks.store.scripts import ScriptCall
+from tasks.store.scripts import ScriptCall, queue_script
 from tasks.store.stream import Entry
 
 __all__ = ["EventRounds", "RoundResult"]
@@ -121,13 +120,8 @@ class EventRounds:
             return _result(self._round(keys=keys, args=args))
         pipe = self.redis.pipeline(transaction=False)
         pipe.xread({EVENTS_STREAM: wait[0]}, count=1, block=wait[1])
-        pipe.evalsha(self._round.sha, len(keys), *keys, *args)
-        answer = pipe.execute(raise_on_error=False)[1]
-        if isinstance(answer, NoScriptError):  # Redis forgot it (a restart): unrun, so again
-            answer = self._round(keys=keys, args=args)
-        elif isinstance(answer, Exception):
-            raise answer
-        return _result(answer)
+        queue_script(pipe, self._round, keys, args)
+        return _result(pipe.execute()[1])
 
     def ack_plain_call(self, group: str, entries: Sequence[Entry]) -> ScriptCall | None:
         """As the round does for `entries` of the webhooks `group`: the script call that
