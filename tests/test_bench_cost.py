@@ -13,6 +13,7 @@ def test_bench_cost_prints_every_row_and_both_profiles(capsys: pytest.CaptureFix
     main(["--jobs", "4", "--enqueue", "30", "--latency-jobs", "2", "--profile-jobs", "4"])
     out = capsys.readouterr().out
     for row in ("api.enqueue_many of 30 references", "worker CPU per job",
+                "two chained no-op tasks", "jobs through the pipeline in",
                 "enqueue -> TaskUID persisted p50", "enqueue -> TaskUID persisted p99",
                 "profile of the pool processes", "profile of the main processes",
                 "Redis commands, all"):

@@ -14,6 +14,7 @@ from emulator.ledger import KeyLedger, SlidingWindow
 from emulator.render import render_result
 from emulator.runtime import ConfigPatch, RuntimeConfig
 from emulator.settings import EmulatorSettings
+from picpik.errors import InvalidInput
 from picpik.models import parse_options
 from tests.support.emulator_server import EmulatorProcess
 
@@ -116,6 +117,19 @@ def test_the_rendered_mask_is_a_single_channel_png_of_the_input_size() -> None:
     png = render_result(png_bytes(33, 77), parse_options({"OnlyMask": True}))
     image = Image.open(io.BytesIO(png))
     assert (image.mode, image.size) == ("L", (33, 77))
+
+
+def test_a_plain_result_keeps_the_whole_input_opaque_and_refuses_a_box_outside_it() -> None:
+    assert parse_args(["--render", "plain"]).render == "plain"
+    png = render_result(png_bytes(80, 60), parse_options({}), plain=True)
+    image = Image.open(io.BytesIO(png))
+    assert (image.mode, image.size) == ("RGBA", (80, 60))
+    assert image.getchannel("A").getextrema() == (255, 255)
+    mask = Image.open(io.BytesIO(render_result(png_bytes(33, 77), parse_options(
+        {"OnlyMask": True}), plain=True)))
+    assert (mask.mode, mask.size) == ("L", (33, 77))
+    with pytest.raises(InvalidInput):
+        render_result(png_bytes(20, 20), parse_options({"Box": [0, 0, 50, 50]}), plain=True)
 
 
 def test_the_servers_connections_have_nagle_switched_off(emulator: EmulatorProcess) -> None:
