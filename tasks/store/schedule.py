@@ -19,20 +19,12 @@ __all__ = ["Claimed", "DueSchedule", "TickMarker"]
 
 Claimed = tuple[str, dict[str, str]]  # a claimed job's id, and the fields read with the claim
 
-# KEYS: schedule. ARGV: limit, lease seconds. Returns the claimed job ids.
-_CLAIM_DUE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
-for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), id) end
-return ids
-"""
-
-# KEYS: schedule. ARGV: limit, lease seconds, job key prefix, then field names. As _CLAIM_DUE,
-# with one element before the ids: '' when some were claimed, else the seconds until the
-# earliest is due ('-1' when the schedule is empty), so that an idle look is one call; each id
-# is followed by the values of the named fields of its job's hash (nil for a missing one), so
-# that the claimer need not read them in another.
+# KEYS: schedule. ARGV: limit, lease seconds, job key prefix, then field names. Claims up to
+# `limit` due ids by pushing their due time a lease ahead. One element comes before the ids:
+# '' when some were claimed, else the seconds until the earliest is due ('-1' when the schedule
+# is empty), so that an idle look is one call; each id is followed by the values of the named
+# fields of its job's hash (nil for a missing one), so that the claimer need not read them in
+# another.
 _CLAIM_OR_WAIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -79,13 +71,14 @@ class DueSchedule:
     def __init__(self, client: redis.Redis, key: str) -> None:
         self.redis = client
         self.key = key
-        self._claim = client.register_script(_CLAIM_DUE)
         self._reschedule = client.register_script(_RESCHEDULE)
         self._status = client.register_script(_STATUS)
         self._claim_or_wait = client.register_script(_CLAIM_OR_WAIT)
 
     def claim_due(self, limit: int, lease_s: float) -> list[str]:
-        return list(self._claim(keys=[self.key], args=[limit, lease_s]))
+        """Up to `limit` due ids, each this caller's for lease_s."""
+        claimed, _ = self.claim_or_wait(limit, lease_s)
+        return [job_id for job_id, _ in claimed]
 
     def claim_or_wait(self, limit: int, lease_s: float, key_prefix: str = "",
                       fields: Sequence[str] = ()) -> tuple[list[Claimed], float | None]:
@@ -173,11 +166,7 @@ class TickMarker:
         """Become the poll loop, running in delay_s, unless a loop already runs that soon
         (a loop planned later, or overdue by grace_s, is replaced: its message, if it ever
         runs, finds itself stale). With `pipe`, only queued on it (returns False)."""
-        args: list[str | float] = ["", tick_id, delay_s, int(ttl_s * 1000), slack_s, grace_s]
-        if pipe is not None:
-            queue_script(pipe, self._take, [TICK_KEY], args)
-            return False
-        return bool(self._take(keys=[TICK_KEY], args=args))
+        return self._run("", tick_id, delay_s, ttl_s, slack_s, grace_s, pipe=pipe)
 
     def owns_or_adopts(self, tick_id: str, ttl_s: float) -> bool:
         """True when tick_id holds the marker (taking it if the loop had died)."""
@@ -200,6 +189,9 @@ class TickMarker:
         return bool(self.redis.set(TICK_KEY, value, nx=True, px=int(ttl_s * 1000)))
 
     def _run(self, old: str, new: str, delay_s: float, ttl_s: float, slack_s: float = 0.0,
-             grace_s: float = 1e9) -> bool:
+             grace_s: float = 1e9, *, pipe: Pipeline | None = None) -> bool:
         args: list[str | float] = [old, new, delay_s, int(ttl_s * 1000), slack_s, grace_s]
+        if pipe is not None:
+            queue_script(pipe, self._take, [TICK_KEY], args)
+            return False
         return bool(self._take(keys=[TICK_KEY], args=args))
