@@ -13,8 +13,9 @@ from tasks.poll import ensure_poll_loop
 from tasks.retrying import TASK_OPTIONS, republish, requeue, retry_or_give_up
 from tasks.stages.failpoints import failpoint
 from tasks.stages.runtime import Runtime, runtime
-from tasks.stages.submit import PipeHook, give_up, persist_job, submit_job
+from tasks.stages.submit import give_up, persist_job, submit_job
 from tasks.store.records import JobState
+from tasks.store.scripts import PipeHook
 
 __all__ = ["persist", "submit"]
 

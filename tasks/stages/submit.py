@@ -25,16 +25,15 @@ from tasks.stages.shutdown import stop_signals_deferred
 from tasks.store.claims import ClaimLost, begin_call, claim, mark_sent
 from tasks.store.ledger import ERROR_FIELDS
 from tasks.store.records import JobRecord, JobState
+from tasks.store.scripts import PipeHook
 
-__all__ = ["TOKEN_WAIT_S", "PipeHook", "SubmitOutcome", "persist_job", "submit_job"]
+__all__ = ["TOKEN_WAIT_S", "SubmitOutcome", "persist_job", "submit_job"]
 
 log = logging.getLogger(__name__)
 
 TOKEN_WAIT_S = 1.0  # longest in-task wait for a token; longer waits requeue the message
 BUSY_RECHECK_S = 5.0  # a duplicate looks again this soon while another worker holds the job
 LOST_CLAIM_RECHECK_S = 1.0  # a claim taken over while this process stalled: look again soon
-
-PipeHook = Callable[[Pipeline], object]  # queues commands on a pipeline the stage sends
 
 
 @dataclass(frozen=True)

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import redis
-from redis.client import Pipeline
 from redis.commands.core import Script
 
 from tasks.store.records import JobRecord, JobState
-from tasks.store.scripts import ScriptCall, queue_script
+from tasks.store.scripts import PipeHook, ScriptCall, queue_script
 
 __all__ = ["COLLECT_SCHEDULE", "ERROR_FIELDS", "EVENTS_STREAM", "LEASES", "OPEN_JOBS",
            "POLL_SCHEDULE", "RECONCILE_JOBS", "STATE_COUNTS", "Ledger", "job_key", "record_of",
@@ -194,13 +193,13 @@ class Ledger:
 
     def get(self, job_id: str) -> JobRecord | None:
         raw: dict[str, str] = self.redis.hgetall(job_key(job_id))  # type: ignore[assignment]
-        return JobRecord.from_hash(raw) if _whole(raw) else None
+        return record_of(raw)
 
     def get_many(self, job_ids: Iterable[str]) -> list[JobRecord | None]:
         pipe = self.redis.pipeline(transaction=False)
         for job_id in job_ids:
             pipe.hgetall(job_key(job_id))
-        return [JobRecord.from_hash(raw) if _whole(raw) else None for raw in pipe.execute()]
+        return [record_of(raw) for raw in pipe.execute()]
 
     def get_partial(self, job_id: str, names: Sequence[str]) -> JobRecord | None:
         """The job with only the fields `names` read (the others at their defaults, so a
@@ -235,7 +234,7 @@ class Ledger:
         unschedule: bool = False,
         expect: Mapping[str, Any] | None = None,
         index: tuple[str, bool] | None = None,
-        also: Callable[[Pipeline], object] | None = None,
+        also: PipeHook | None = None,
     ) -> tuple[bool, JobState | None]:
         """Move a job to `new` if it is in one of `allowed` and its fields hold the `expect`ed
         values ("" = unset), writing `fields` (the value "__now__" means Redis's clock) and
@@ -260,7 +259,7 @@ class Ledger:
                 _transition_args(allowed, new, **options))
 
     def _run(self, script: Script, keys: Sequence[Any], args: Sequence[Any],
-             also: Callable[[Pipeline], object] | None) -> Any:
+             also: PipeHook | None) -> Any:
         """The script's answer; with `also`, the script and what `also` queues go in one
         round trip (a pipeline without MULTI: the script alone is atomic)."""
         if also is None:

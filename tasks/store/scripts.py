@@ -8,16 +8,17 @@ on a Redis restarted or flushed since the script was registered.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import redis
 from redis.client import Pipeline
 from redis.commands.core import Script
 
-__all__ = ["ScriptCall", "queue_script", "run_scripts"]
+__all__ = ["PipeHook", "ScriptCall", "queue_script", "run_scripts"]
 
 ScriptCall = tuple[Script, Sequence[Any], Sequence[Any]]  # (script, keys, args)
+PipeHook = Callable[[Pipeline], object]  # queues more commands on a pipeline someone sends
 
 
 def queue_script(pipe: Pipeline, script: Script, keys: Sequence[Any], args: Sequence[Any]
