@@ -42,7 +42,7 @@ LATENESS_EVERY = 10  # the headroom is recomputed every this many samples
 LATENESS_NEEDED = 50  # samples before the measured headroom replaces CUTOUT_RATE_HEADROOM
 LATENESS_MARGIN = 1.25  # headroom = this x the p99 lateness (a share of a one-second window)
 # A process whose last token started within CALM_DELAY_S takes the limiter for free for
-# CALM_S after it: it skips the look before a claim (`free_lately`). A wrong guess costs one
+# CALM_S after it: its `look` before a claim asks Redis nothing. A wrong guess costs one
 # claim handed back, never a call out of turn: the token itself is still taken in Redis.
 CALM_DELAY_S = 0.1
 CALM_S = 1.0
@@ -147,6 +147,12 @@ class Limiter:
         if not int(granted):
             raise TokenWait(float(delay))
         return float(delay), float(now)
+
+    def look(self, max_wait_s: float) -> None:
+        """Raise TokenWait (taking nothing) when no token would start within max_wait_s. A
+        process whose last token came at once does not ask (free_lately)."""
+        if not self.free_lately():
+            self.reserve(max_wait_s, take=False)
 
     def free_lately(self) -> bool:
         """Whether this process's last token (or look) started at once, within CALM_S."""

@@ -55,10 +55,7 @@ def submit_job(rt: Runtime, job_id: str, on_submitted: PipeHook | None = None) -
     same step that records its TaskUID; `on_submitted` queues more commands in that round
     trip (the poll loop's start)."""
     try:
-        # Only look: no token, no claim, no fetch while the limiter is booked up (no need to
-        # look while this process's last token came at once).
-        if not rt.limiter.free_lately():
-            rt.limiter.reserve(TOKEN_WAIT_S, take=False)
+        rt.limiter.look(TOKEN_WAIT_S)  # no token, no claim, no fetch while booked up
     except TokenWait as exc:
         return SubmitOutcome(job_id, retry_in_s=exc.retry_in_s, waiting_for_token=True)
     owner = uuid.uuid4().hex  # this attempt's claim
