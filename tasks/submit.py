@@ -28,10 +28,11 @@ def submit(self: Any, reference: str, options: dict[str, Any] | None = None,
     rt = runtime()
     job_id = self.request.id
     try:
-        outcome = submit_job(rt, job_id, _poll_loop(rt))
+        poll_loop = _poll_loop(rt)
+        outcome = submit_job(rt, job_id, poll_loop)
         if outcome.missing:  # sent by name without a recorded job: record it, then go on
             _create_record(rt, job_id, reference, options or {}, batch, output_dir)
-            outcome = submit_job(rt, job_id, _poll_loop(rt))
+            outcome = submit_job(rt, job_id, poll_loop)
     except RetryableError as exc:
         retry_or_give_up(self, rt.settings, exc,
                          lambda e, n: give_up(rt, job_id, "submit", e, n))
@@ -58,8 +59,7 @@ def persist(self: Any, submitted: dict[str, Any]) -> dict[str, Any]:
 
 
 def _persist(rt: Runtime, submitted: dict[str, Any]) -> dict[str, Any]:
-    """The submit's answer as this task's result (in the result backend); the ledger is
-    written here only when the submit could not record the job SUBMITTED itself."""
+    """persist's work, also done by a submit sent without the chain."""
     if not submitted.get("task_uid") or submitted.get("state") == str(JobState.SUBMITTED):
         return submitted
     state = persist_job(rt, submitted["job_id"], submitted["task_uid"], also=_poll_loop(rt))
