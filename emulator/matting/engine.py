@@ -34,14 +34,17 @@ Box = tuple[int, int, int, int]
 
 
 def render(
-    image_bytes: bytes, options: RemoveBackgroundOptions, model_path: Path | None = None
+    image_bytes: bytes, options: RemoveBackgroundOptions, model_path: Path | None = None,
+    *, plain: bool = False,
 ) -> bytes:
     """The cutout of an image as PNG bytes: RGBA with the subject opaque, or with OnlyMask the
-    'L' mask alone; both the input's size. Raises InvalidInput for an unreadable image or a
-    Box outside it."""
+    'L' mask alone; both the input's size. `plain`: no matting, the whole image opaque (almost
+    free, for benchmarks of the pipeline itself). Raises InvalidInput for an unreadable image
+    or a Box outside it."""
     rgb = decode_rgb(image_bytes)
     options.check_box_inside(rgb.shape[1], rgb.shape[0])
-    alpha = cutout_alpha(rgb, options, model_path)
+    alpha = (np.full(rgb.shape[:2], 255, dtype=np.uint8) if plain
+             else cutout_alpha(rgb, options, model_path))
     return encode_png(rgb, alpha, bool(options.only_mask))
 
 
