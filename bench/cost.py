@@ -145,9 +145,11 @@ def _publish(app: Any, refs: list[str], chained: bool = False) -> list[str]:
     ids = [str(uuid.uuid4()) for _ in refs]
     with app.producer_or_acquire() as producer:
         for task_id, ref in zip(ids, refs, strict=True):
-            link = app.signature(NOOP_CHAINED).set(task_id=task_id, queue="submit")
+            # The last task's id is known up front: the link's, or the single task's.
+            last = ({"link": app.signature(NOOP_CHAINED).set(task_id=task_id, queue="submit")}
+                    if chained else {"task_id": task_id})
             app.send_task(NOOP, kwargs={"reference": ref}, queue="submit", producer=producer,
-                          **({"link": link} if chained else {"task_id": task_id}))
+                          **last)
     return ids
 
 
